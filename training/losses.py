@@ -1,0 +1,121 @@
+"""GAN losses as pure functions returning named terms (SPADE-style loss dicts).
+
+Discriminator outputs are what ``MultiScaleDiscriminator`` returns: a list over scales of
+``(logits [N, 1, h, w], features [list of [N, C, h', w']])``. As in the original, each loss is a mean over
+pixels, then a mean over scales; the D loss sums the two routes, so at an untrained D (logits ~ 0) it is
+about 2 per route, 4 with the flipped route: the scale the dynamic-ratio thresholds 2.0 / 1.5 refer to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.nn import functional as F
+
+DOutput = Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]  # per scale: (logits, features)
+
+
+def split_batch(outputs: DOutput, parts: int) -> list[list[tuple[torch.Tensor, list[torch.Tensor]]]]:
+    """One D forward over ``cat([a, b, ...])`` -> per part, the per-scale (logits, features)."""
+    out: list[list[tuple[torch.Tensor, list[torch.Tensor]]]] = [[] for _ in range(parts)]
+    for logits, feats in outputs:
+        lp = logits.chunk(parts, 0)
+        fp = [f.chunk(parts, 0) for f in feats]
+        for i in range(parts):
+            out[i].append((lp[i], [f[i] for f in fp]))
+    return out
+
+
+def _logits(x: DOutput) -> list[torch.Tensor]:
+    return [lg for lg, _ in x]
+
+
+def hinge_real(real: DOutput) -> torch.Tensor:
+    """mean over scales of mean(relu(1 - D(real)))."""
+    return torch.stack([F.relu(1.0 - lg.float()).mean() for lg in _logits(real)]).mean()
+
+
+def hinge_fake(fake: DOutput) -> torch.Tensor:
+    """mean over scales of mean(relu(1 + D(fake)))."""
+    return torch.stack([F.relu(1.0 + lg.float()).mean() for lg in _logits(fake)]).mean()
+
+
+def generator_adv(fake: DOutput) -> torch.Tensor:
+    """mean over scales of -mean(D(fake))."""
+    return torch.stack([-lg.float().mean() for lg in _logits(fake)]).mean()
+
+
+def discriminator_losses(real: DOutput, fake: DOutput, fake_flip: DOutput | None = None) -> dict[str, torch.Tensor]:
+    """Hinge over both routes: ``d_total = hinge(real, fake) + hinge(real, fake_flip)``.
+
+    Terms: d_real (the real half of one hinge), d_fake, d_fake_flip (when given), d_total.
+    """
+    r = hinge_real(real)
+    terms = {"d_real": r, "d_fake": hinge_fake(fake)}
+    total = r + terms["d_fake"]
+    if fake_flip is not None:
+        terms["d_fake_flip"] = hinge_fake(fake_flip)
+        total = total + r + terms["d_fake_flip"]
+    terms["d_total"] = total
+    return terms
+
+
+def generator_adv_losses(fake: DOutput, fake_flip: DOutput | None = None) -> dict[str, torch.Tensor]:
+    """Terms g_adv and g_adv_flip (when given); the trainer weights and sums them."""
+    terms = {"g_adv": generator_adv(fake)}
+    if fake_flip is not None:
+        terms["g_adv_flip"] = generator_adv(fake_flip)
+    return terms
+
+
+def feature_matching(fake: DOutput, real: DOutput) -> torch.Tensor:
+    """mean over scales of the summed L1 between D features of fake and (fixed) real."""
+    per_scale = []
+    for (_, ff), (_, rf) in zip(fake, real, strict=True):
+        if not ff:
+            continue
+        per_scale.append(sum(F.l1_loss(a.float(), b.detach().float()) for a, b in zip(ff, rf, strict=True)))
+    if not per_scale:
+        raise ValueError("feature matching needs D features, but the discriminator returned none")
+    return torch.stack(per_scale).mean()
+
+
+def l1_loss(fake_rgb: torch.Tensor, real_rgb: torch.Tensor, fake_h: torch.Tensor, real_h: torch.Tensor) -> torch.Tensor:
+    """Mean |fake - real| over terrain RGB [N, 3, H, W] and height [N, 1, H, W] (both -1..1)."""
+    return F.l1_loss(fake_rgb.float(), real_rgb.float()) + F.l1_loss(fake_h.float(), real_h.float())
+
+
+def r1_penalty(real_logits: Sequence[torch.Tensor], real_input: torch.Tensor) -> torch.Tensor:
+    """E[|grad_x sum D(x)|^2] at real inputs (``real_input`` must require grad; graph is kept)."""
+    total = sum(lg.float().sum() for lg in real_logits)
+    (grad,) = torch.autograd.grad(total, real_input, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()
+
+
+def weighted_total(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """sum of weights[k] * terms[k] over the weighted terms present (weight 0 terms are skipped)."""
+    total = None
+    for k, w in weights.items():
+        if w and k in terms:
+            total = terms[k] * w if total is None else total + terms[k] * w
+    if total is None:
+        raise ValueError(f"no weighted term among {sorted(terms)}")
+    return total
+
+
+def update_g_enabled(enabled: bool, d_loss: float, upper: float, lower: float) -> bool:
+    """The original's dynamic D:G switch with hysteresis.
+
+    G is switched off when the last D loss is >= ``upper`` (D is losing: let it catch up) and on again
+    when it falls below ``lower``; in between the state stays. A non-finite loss changes nothing (that step
+    is skipped anyway). With several processes ``d_loss`` must be the all-process mean, so that every rank
+    takes the same decision.
+    """
+    if d_loss != d_loss or d_loss in (float("inf"), float("-inf")):
+        return enabled
+    if enabled and d_loss >= upper:
+        return False
+    if not enabled and d_loss < lower:
+        return True
+    return enabled
