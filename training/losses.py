@@ -46,7 +46,9 @@ def generator_adv(fake: DOutput) -> torch.Tensor:
     return torch.stack([-lg.float().mean() for lg in _logits(fake)]).mean()
 
 
-def discriminator_losses(real: DOutput, fake: DOutput, fake_flip: DOutput | None = None) -> dict[str, torch.Tensor]:
+def discriminator_losses(
+    real: DOutput, fake: DOutput, fake_flip: DOutput | None = None
+) -> dict[str, torch.Tensor]:
     """Hinge over both routes: ``d_total = hinge(real, fake) + hinge(real, fake_flip)``.
 
     Terms: d_real (the real half of one hinge), d_fake, d_fake_flip (when given), d_total.
@@ -81,7 +83,9 @@ def feature_matching(fake: DOutput, real: DOutput) -> torch.Tensor:
     return torch.stack(per_scale).mean()
 
 
-def l1_loss(fake_rgb: torch.Tensor, real_rgb: torch.Tensor, fake_h: torch.Tensor, real_h: torch.Tensor) -> torch.Tensor:
+def l1_loss(
+    fake_rgb: torch.Tensor, real_rgb: torch.Tensor, fake_h: torch.Tensor, real_h: torch.Tensor
+) -> torch.Tensor:
     """Mean |fake - real| over terrain RGB [N, 3, H, W] and height [N, 1, H, W] (both -1..1)."""
     return F.l1_loss(fake_rgb.float(), real_rgb.float()) + F.l1_loss(fake_h.float(), real_h.float())
 

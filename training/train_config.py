@@ -71,13 +71,17 @@ class TrainConfig:
 
     # --- losses --------------------------------------------------------------------------------------
     flip_route: bool = True  # second shading route on randomly flipped texture + height + segmentation
-    flip_no_identity: bool = False  # True: every flipped sample is flipped at least one way (original: p=1/4 unflipped)
+    flip_no_identity: bool = (
+        False  # True: every flipped sample is flipped at least one way (original: p=1/4 unflipped)
+    )
     perceptual: str = "vgg"  # one of PERCEPTUAL_MODES
     perceptual_weight: float = 0.001  # the original's VGG weight (terrain RGB + height as 3 channels)
     vgg_weights: str = ""  # local VGG19 state dict (torchvision layout); "" = the cached standard download
     vgg_download: bool = True  # allow fetching the standard VGG19 weights into TORCH_HOME when not cached
     fm_weight: float = 0.0  # discriminator feature matching (L1 over D features of fake vs real)
-    fm_fallback_weight: float = 1.0  # feature-matching weight used instead of VGG when VGG weights are missing
+    fm_fallback_weight: float = (
+        1.0  # feature-matching weight used instead of VGG when VGG weights are missing
+    )
     l1_weight: float = 0.0  # L1 between generated and real terrain RGB + height (the original: commented out)
     r1_gamma: float = 0.0  # R1 penalty on real data (gamma/2 * E|grad D(real)|^2); 0 = off
     r1_every: int = 16  # lazy R1: every this many steps, scaled up by the same factor
@@ -261,7 +265,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def load_config(preset_or_file: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+def load_config(
+    preset_or_file: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
+) -> TrainConfig:
     """Resolve a preset name (``training/presets/NAME.toml``) or a TOML path, then apply ``key=value``s."""
     data: dict[str, Any] = {}
     if preset_or_file:
@@ -274,7 +280,8 @@ def load_config(preset_or_file: str | Path | None, overrides: list[str] | tuple[
             cand = PRESET_DIR / f"{preset_or_file}.toml"
             if not cand.exists():
                 raise ConfigError(
-                    f"{preset_or_file!r} is neither a TOML file nor a preset; presets: {', '.join(preset_names())}"
+                    f"{preset_or_file!r} is neither a TOML file nor a preset; "
+                    f"presets: {', '.join(preset_names())}"
                 )
             data = read_config_file(cand)
     cfg = config_from_dict(data)

@@ -131,9 +131,7 @@ def load_vgg19(
     return load_state(VGG19Features(), state, VGG19_URL), VGG19_URL
 
 
-def perceptual_l1(
-    vgg: VGG19Features, fake_rgb: torch.Tensor, real_rgb: torch.Tensor
-) -> torch.Tensor:
+def perceptual_l1(vgg: VGG19Features, fake_rgb: torch.Tensor, real_rgb: torch.Tensor) -> torch.Tensor:
     """Sum over block1..5_conv1 of mean |f(fake) - f(real)|; inputs [N, 3 or 1, H, W] in -1..1.
 
     One-channel inputs (height) are replicated to three, as the original did.

@@ -1,0 +1,86 @@
+"""The trainable generator pair (generator + shadow generator) and its two shading routes.
+
+``TrainGenerator`` holds ``generator`` and ``shadow`` under the same names as
+``terrain_core.nn.inference.InferenceNet``, so its state dict (and the EMA copy's) loads into the
+inference network as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from terrain_core.config import GeneratorConfig, ShadowConfig
+from terrain_core.nn.color import lab_to_rgb
+from terrain_core.nn.generator import Generator
+from terrain_core.nn.shadow import ShadowGenerator
+
+
+@dataclass
+class GenOutput:
+    rgb: torch.Tensor  # [N, 3, H, W] shaded terrain RGB in -1..1 (what D and the perceptual loss see)
+    height: torch.Tensor  # [N, 1, H, W] -1..1
+    texture_lab: torch.Tensor  # [N, 3, H, W] flat texture, normalised Lab
+    rgb_flip: torch.Tensor | None = None  # second route: the flipped texture + height, shaded again
+    height_flip: torch.Tensor | None = None
+    onehot_flip: torch.Tensor | None = None  # [N, classes, H, W] segmentation flipped the same way
+
+
+def flip_per_sample(x: torch.Tensor, lr: torch.Tensor, ud: torch.Tensor) -> torch.Tensor:
+    """Flip each sample of ``x`` [N, C, H, W] left-right where ``lr`` [N] bool, up-down where ``ud``."""
+    x = torch.where(lr[:, None, None, None], x.flip(3), x)
+    return torch.where(ud[:, None, None, None], x.flip(2), x)
+
+
+def draw_flips(n: int, gen: torch.Generator, no_identity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample flips: lr, ud [n] bool, each with p = 1/2 as the original's tf.image.random_flip_*.
+
+    ``no_identity``: draw uniformly among the three real flips (lr, ud, both) instead, so that every
+    sample of the second route is lit from another side.
+    """
+    if no_identity:
+        k = torch.randint(1, 4, (n,), generator=gen)
+        return (k & 1).bool(), (k & 2).bool()
+    r = torch.rand((n, 2), generator=gen)
+    return r[:, 0] < 0.5, r[:, 1] < 0.5
+
+
+class TrainGenerator(nn.Module):
+    def __init__(self, gen_cfg: GeneratorConfig, shadow_cfg: ShadowConfig):
+        super().__init__()
+        self.generator = Generator(gen_cfg)
+        self.shadow = ShadowGenerator(shadow_cfg)
+
+    def forward(
+        self,
+        onehot: torch.Tensor,
+        z: torch.Tensor,
+        noises: list[torch.Tensor],
+        flip_lr: torch.Tensor | None = None,
+        flip_ud: torch.Tensor | None = None,
+    ) -> GenOutput:
+        raw = self.generator(onehot, z, noises)  # [N, 4, H, W] pre-tanh Lab + height
+        s = self.shadow(raw)
+        out = GenOutput(
+            rgb=lab_to_rgb(s["shaded_lab"]) * 2.0 - 1.0,
+            height=s["height"],
+            texture_lab=s["texture_lab"],
+        )
+        if flip_lr is not None and flip_ud is not None:
+            # Second route: texture, height and segmentation flipped together, then shaded again by the
+            # same shadow generator. The light in the data always comes from the north-west, so any
+            # shading baked into the texture shows up on the wrong side here and D can penalise it.
+            both = flip_per_sample(torch.cat([raw, onehot.to(raw.dtype)], 1), flip_lr, flip_ud)
+            s2 = self.shadow(both[:, :4])
+            out.rgb_flip = lab_to_rgb(s2["shaded_lab"]) * 2.0 - 1.0
+            out.height_flip = s2["height"]
+            out.onehot_flip = both[:, 4:].to(onehot.dtype)
+        return out
+
+    @torch.no_grad()
+    def generate(self, onehot: torch.Tensor, z: torch.Tensor, noises: list[torch.Tensor]):
+        """(texture RGB 0..1, height -1..1, shaded RGB 0..1), as InferenceNet returns them."""
+        s = self.shadow(self.generator(onehot, z, noises))
+        return lab_to_rgb(s["texture_lab"]), s["height"], lab_to_rgb(s["shaded_lab"])

@@ -1,0 +1,86 @@
+"""Sample grids and a hill-shade for looking at heights (numpy + Pillow; no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from terrain_core.labels import PALETTE
+
+
+def auto_z_scale(height: np.ndarray) -> float:
+    """A vertical exaggeration that puts the median slope near 30 degrees, so any height map shades."""
+    gy, gx = np.gradient(np.asarray(height, np.float64))
+    g = np.hypot(gx, gy)
+    med = float(np.median(g))
+    if not med > 1e-12:
+        med = float(g.mean()) or 1.0
+    return float(np.tan(np.radians(30.0)) / med)
+
+
+def hillshade(
+    height: np.ndarray, azimuth_deg: float = 315.0, altitude_deg: float = 45.0, z_scale: float | None = None
+) -> np.ndarray:
+    """Lambertian shade [H, W] in 0..1 of a height map [H, W] lit from ``azimuth_deg``.
+
+    Azimuth clockwise from north (up): 315 = north-west = the upper-left light of the data. Rows run
+    south (down), columns east (right). ``z_scale`` multiplies heights (None = ``auto_z_scale``).
+    """
+    h = np.asarray(height, np.float64)
+    if h.ndim != 2:
+        raise ValueError(f"height must be [H, W], got {h.shape}")
+    k = auto_z_scale(h) if z_scale is None else z_scale
+    gy, gx = np.gradient(h * k)  # d/d(row: south), d/d(col: east)
+    # Unit normal (x east, y north, z up); north is -row, so dz/dy_north = -gy.
+    nx, ny, nz = -gx, gy, np.ones_like(h)
+    norm = np.sqrt(nx**2 + ny**2 + nz**2)
+    az, alt = np.radians(azimuth_deg), np.radians(altitude_deg)
+    lx, ly, lz = np.sin(az) * np.cos(alt), np.cos(az) * np.cos(alt), np.sin(alt)  # towards the light
+    return np.clip((nx * lx + ny * ly + nz * lz) / norm, 0.0, 1.0)
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def sample_grid(
+    labels: np.ndarray,
+    texture: np.ndarray,
+    shaded: np.ndarray,
+    height: np.ndarray,
+    real: np.ndarray | None,
+    pad: int = 2,
+) -> np.ndarray:
+    """Rows of (segmentation | texture | shaded | height hill-shade | real) as one uint8 [H, W, 3] image.
+
+    labels [N, H, W] ids; texture, shaded [N, H, W, 3] 0..1; height [N, H, W] -1..1; real [N, H, W, 3]
+    0..1 or None (the column is then left out).
+    """
+    n, h, w = labels.shape
+    cols = 4 + (real is not None)
+    img = np.full((n * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+    for i in range(n):
+        shade = hillshade(height[i])
+        # Hill-shade tinted by height (dark low, light high) so both relief and level read at once.
+        level = (height[i] + 1.0) * 0.5
+        hs = np.stack([shade * (0.55 + 0.45 * level)] * 3, -1)
+        tiles = [PALETTE[labels[i]], _u8(texture[i]), _u8(shaded[i]), _u8(hs)]
+        if real is not None:
+            tiles.append(_u8(real[i]))
+        y = pad + i * (h + pad)
+        for j, t in enumerate(tiles):
+            x = pad + j * (w + pad)
+            img[y : y + h, x : x + w] = t
+    return img
+
+
+def save_png(img: np.ndarray, path: str | Path) -> Path:
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(img).save(tmp, format="PNG")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,886 @@
+"""Train the terrain GAN: ``python -m training.train --config PRESET_OR_FILE --data DIR --out RUN_DIR``.
+
+One training step is the original's (TerrGen1.1.py ``train_step``), with every part switchable in the
+config (training/train_config.py):
+
+1. G makes texture + height from the segmentation, z and noise; the shadow generator shades it (route 1).
+   Route 2 flips texture, height and segmentation together per sample, left-right and/or up-down, and
+   shades them again: the same texture lit from another side, so shading leaking into the texture shows.
+2. One D forward judges real, route 1 and route 2 (one batch). Hinge losses over both routes.
+3. As in the original, D's and G's gradients both come from that one forward (a simultaneous update):
+   G is judged by the D of this step, before D's own update. G's loss adds 0.001 x VGG19 perceptual L1
+   on terrain RGB and height (or D feature matching when no VGG weights are available).
+4. Gradients (and the loss values) are averaged over processes in one all_reduce; D always steps; G
+   steps only while the dynamic D:G switch has it on (off at D loss >= 2.0, on again below 1.5).
+5. EMA of G + shadow after each G update; NaN/inf steps are skipped and counted.
+
+Every random draw of a step (z, noise maps, flips) comes from generators seeded by (seed, step, rank), and
+the data order and crops by (seed, epoch, index), so a resumed run repeats exactly the steps an
+uninterrupted one would have taken, with no RNG state to carry beyond the step counter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training import checkpoint as ckpt
+from training import distributed as D
+from training.losses import (
+    discriminator_losses,
+    feature_matching,
+    generator_adv_losses,
+    l1_loss,
+    r1_penalty,
+    split_batch,
+    update_g_enabled,
+    weighted_total,
+)
+from training.nets import TrainGenerator, draw_flips
+from training.train_config import ConfigError, TrainConfig, config_to_toml, load_config
+from training.vgg import load_vgg19, perceptual_l1
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive steps with NaN/inf losses or gradients."""
+
+
+class UsageError(RuntimeError):
+    """The command line or the run folder is not usable; the message says what to do."""
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def step_seed(seed: int, step: int, rank: int, stream: int) -> int:
+    """A 63-bit seed for one random stream of one step on one rank."""
+    s = np.random.SeedSequence([seed & 0xFFFFFFFF, step, rank, stream]).generate_state(2, np.uint32)
+    return (int(s[0]) << 31 | int(s[1]) >> 1) & (2**63 - 1)
+
+
+def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+    """Multiplier of the base learning rates at ``step`` (warm-up, then constant/cosine/linear decay)."""
+    if cfg.lr_warmup_steps and step < cfg.lr_warmup_steps:
+        return (step + 1) / cfg.lr_warmup_steps
+    if cfg.lr_schedule == "constant" or total <= cfg.lr_warmup_steps:
+        return 1.0
+    t = min(1.0, (step - cfg.lr_warmup_steps) / max(1, total - cfg.lr_warmup_steps))
+    lo = cfg.lr_final_fraction
+    if cfg.lr_schedule == "cosine":
+        return lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return 1.0 - (1.0 - lo) * t
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 where the GPU has it, fp16 on older GPUs, none on CPU unless asked."""
+    if mode == "off":
+        return None
+    if mode == "bf16":
+        return torch.bfloat16
+    if mode == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("amp = 'fp16' needs a CUDA device; use 'bf16' or 'off' on CPU")
+        return torch.float16
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1).float() for t in tensors]) if tensors else torch.zeros(0)
+
+
+# ------------------------------------------------------------------------------------------------ trainer
+
+
+class Trainer:
+    """Networks, optimisers and the switch state; ``train_step(batch)`` runs one step of the original."""
+
+    def __init__(self, cfg: TrainConfig, env: D.DistEnv | None = None, *, total_steps: int = 0, log=print):
+        self.cfg = cfg
+        self.env = env or D.DistEnv()
+        self.device = self.env.device
+        self.log = log if self.env.is_main else (lambda *a, **k: None)
+        self.total_steps = total_steps
+        torch.manual_seed(cfg.seed)  # same initial weights everywhere (rank 0's are broadcast anyway)
+        self.gen = TrainGenerator(cfg.generator_config(), cfg.shadow_config()).to(self.device)
+        from terrain_core.nn.discriminator import MultiScaleDiscriminator
+
+        self.disc = MultiScaleDiscriminator(cfg.discriminator_config()).to(self.device)
+        self.channels_last = cfg.channels_last and self.device.type == "cuda"
+        if self.channels_last:
+            self.gen.to(memory_format=torch.channels_last)
+            self.disc.to(memory_format=torch.channels_last)
+        D.broadcast_module_(self.gen, self.env)
+        D.broadcast_module_(self.disc, self.env)
+        self.ema = copy.deepcopy(self.gen).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+        self.gen_fwd = torch.compile(self.gen) if cfg.compile else self.gen
+        self.disc_fwd = torch.compile(self.disc) if cfg.compile else self.disc
+
+        self.g_params = [p for p in self.gen.parameters() if p.requires_grad]
+        self.d_params = [p for p in self.disc.parameters() if p.requires_grad]
+        self.g_opt = torch.optim.Adam(
+            self.g_params, lr=cfg.g_lr, betas=(cfg.g_beta1, cfg.g_beta2), eps=cfg.adam_eps
+        )
+        self.d_opt = torch.optim.Adam(
+            self.d_params, lr=cfg.d_lr, betas=(cfg.d_beta1, cfg.d_beta2), eps=cfg.adam_eps
+        )
+        self.amp = amp_dtype(cfg.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+
+        self.vgg, self.perceptual_source = None, "off"
+        self.fm_weight = cfg.fm_weight
+        self._setup_perceptual()
+
+        # Switch and bookkeeping state (all in the checkpoint).
+        self.step = 0  # batches consumed (skipped steps included)
+        self.g_on = True
+        self.d_updates = 0
+        self.g_updates = 0
+        self.bad_in_a_row = 0
+        self.bad_total = 0
+        self.decisions = hashlib.sha256()  # chain of G on/off per step: equal digests = equal decisions
+        self.decisions_hex = self.decisions.hexdigest()
+
+    # -- set-up -------------------------------------------------------------------------------------------
+
+    def _setup_perceptual(self) -> None:
+        cfg = self.cfg
+        if cfg.perceptual == "off" or cfg.perceptual_weight == 0:
+            return
+        if cfg.perceptual == "fm":
+            self.fm_weight += cfg.fm_fallback_weight
+            self.perceptual_source = "feature matching"
+            return
+        net, where = None, ""
+        if self.env.is_main or not cfg.vgg_download:
+            net, where = load_vgg19(
+                cfg.vgg_weights or None, allow_download=cfg.vgg_download, progress=self.env.is_main
+            )
+        if self.env.distributed and cfg.vgg_download:
+            # Rank 0 downloads (once, into the cache); the others wait, then read the cache.
+            D.barrier(self.env)
+            if not self.env.is_main:
+                net, where = load_vgg19(cfg.vgg_weights or None, allow_download=False)
+        if net is None:
+            self.fm_weight += cfg.fm_fallback_weight
+            self.perceptual_source = "feature matching (no VGG19 weights)"
+            self.log(
+                f"note: {where}. Training continues with discriminator feature matching (weight "
+                f"{cfg.fm_fallback_weight}) in place of the VGG19 perceptual loss; put the standard weights "
+                "there or set vgg_weights to a local copy to use VGG19."
+            )
+            return
+        self.vgg = net.to(self.device)
+        self.perceptual_source = f"vgg19 ({where})"
+
+    # -- one step -----------------------------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.amp is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(self.device, non_blocking=True)
+        if self.channels_last and t.dim() == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    def draw_latents(self, n: int, h: int, w: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """z ~ U[0, 1) [n, z_dim] and one N(0, 1) map per residual block, seeded by (seed, step, rank)."""
+        gcfg = self.gen.generator.cfg
+        g = torch.Generator(device=self.device)
+        g.manual_seed(step_seed(self.cfg.seed, self.step, self.env.rank, 1))
+        z = torch.rand((n, gcfg.z_dim), generator=g, device=self.device)
+        noises = [
+            torch.randn((n, 1, h // f, w // f), generator=g, device=self.device) for f in gcfg.block_scales()
+        ]
+        return z, noises
+
+    def draw_flips(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator()
+        g.manual_seed(step_seed(self.cfg.seed, self.step, self.env.rank, 2))
+        lr, ud = draw_flips(n, g, self.cfg.flip_no_identity)
+        return lr.to(self.device), ud.to(self.device)
+
+    def _set_lrs(self) -> float:
+        f = lr_factor(self.step, self.total_steps, self.cfg)
+        for group in self.g_opt.param_groups:
+            group["lr"] = self.cfg.g_lr * f
+        for group in self.d_opt.param_groups:
+            group["lr"] = self.cfg.d_lr * f
+        return f
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One batch: D step always, G step while the switch is on. Returns the all-process mean stats."""
+        from terrain_core.nn.discriminator import discriminator_input
+
+        cfg = self.cfg
+        onehot = self._to_device(batch["onehot"]).float()  # [N, 7, H, W]
+        real_rgb = self._to_device(batch["terrain"]).float()  # [N, 3, H, W] -1..1
+        real_h = self._to_device(batch["height"]).float()  # [N, 1, H, W] -1..1
+        n, _, h, w = onehot.shape
+        g_on = self.g_on
+        lr_f = self._set_lrs()
+        z, noises = self.draw_latents(n, h, w)
+        flip_lr, flip_ud = self.draw_flips(n) if cfg.flip_route else (None, None)
+
+        with self._autocast():
+            with torch.set_grad_enabled(g_on):
+                out = self.gen_fwd(onehot, z, noises, flip_lr, flip_ud)  # routes 1 and 2
+            parts = [
+                discriminator_input(onehot, real_rgb, real_h),
+                discriminator_input(onehot, out.rgb, out.height),
+            ]
+            if cfg.flip_route:
+                parts.append(discriminator_input(out.onehot_flip, out.rgb_flip, out.height_flip))
+            d_split = split_batch(self.disc_fwd(torch.cat(parts, 0)), len(parts))  # one batch: real + fakes
+            d_real, d_fake = d_split[0], d_split[1]
+            d_flip = d_split[2] if cfg.flip_route else None
+            terms = discriminator_losses(d_real, d_fake, d_flip)
+            if g_on:
+                terms.update(generator_adv_losses(d_fake, d_flip))
+                weights = {"g_adv": 1.0, "g_adv_flip": 1.0}
+                if self.vgg is not None:
+                    terms["perc_rgb"] = perceptual_l1(self.vgg, out.rgb, real_rgb)
+                    terms["perc_h"] = perceptual_l1(self.vgg, out.height, real_h)
+                    weights["perc_rgb"] = weights["perc_h"] = cfg.perceptual_weight
+                if self.fm_weight:
+                    terms["fm"] = feature_matching(d_fake, d_real)
+                    weights["fm"] = self.fm_weight
+                if cfg.l1_weight:
+                    terms["l1"] = l1_loss(out.rgb, real_rgb, out.height, real_h)
+                    weights["l1"] = cfg.l1_weight
+                terms["g_total"] = weighted_total(terms, weights)
+
+        d_obj = terms["d_total"]
+        if cfg.r1_gamma and self.step % cfg.r1_every == 0:
+            # Lazy R1 (StyleGAN2): every r1_every steps, scaled by r1_every; a separate fp32 pass on real.
+            x = parts[0].detach().float().requires_grad_(True)
+            logits = [lg for lg, _ in self.disc(x)]
+            terms["r1"] = r1_penalty(logits, x)
+            d_obj = d_obj + terms["r1"] * (0.5 * cfg.r1_gamma * cfg.r1_every)
+
+        # Gradients of both networks from the same forward (the original's simultaneous update).
+        scale = self.scaler.scale if self.scaler.is_enabled() else (lambda t: t)
+        d_grads = torch.autograd.grad(scale(d_obj), self.d_params, retain_graph=g_on, allow_unused=True)
+        g_grads: tuple = ()
+        if g_on:
+            g_grads = torch.autograd.grad(scale(terms["g_total"]), self.g_params, allow_unused=True)
+        d_grads = [
+            torch.zeros_like(p) if g is None else g for p, g in zip(self.d_params, d_grads, strict=True)
+        ]
+        if g_on:
+            g_grads = [
+                torch.zeros_like(p) if g is None else g for p, g in zip(self.g_params, g_grads, strict=True)
+            ]
+        else:
+            g_grads = []
+
+        # One all_reduce: D grads, G grads, then the loss values (identical key order on every rank,
+        # since every rank has the same config and the same g_on).
+        names = sorted(terms)
+        flat = torch.cat(
+            [_flatten(d_grads + g_grads), torch.stack([terms[k].detach().float() for k in names])]
+        )
+        D.all_mean_(flat, self.env)
+        offset = 0
+        for p, gr in zip(self.d_params + (self.g_params if g_on else []), d_grads + g_grads, strict=True):
+            k = gr.numel()
+            p.grad = flat[offset : offset + k].view_as(gr).to(p.dtype)
+            offset += k
+        losses = dict(zip(names, flat[offset:].tolist(), strict=True))
+
+        stats: dict[str, float] = {**losses, "g_on": float(g_on), "lr_factor": lr_f}
+        finite = all(math.isfinite(v) for v in losses.values())
+        d_norm = g_norm = float("nan")
+        if finite:
+            if self.scaler.is_enabled():
+                self.scaler.unscale_(self.d_opt)
+                if g_on:
+                    self.scaler.unscale_(self.g_opt)
+            d_norm = self._clip(self.d_params, cfg.d_clip)
+            g_norm = self._clip(self.g_params, cfg.g_clip) if g_on else 0.0
+            # With fp16 the scaler skips inf gradients itself (and lowers its scale); otherwise a
+            # non-finite gradient norm is a bad step like a non-finite loss.
+            finite = self.scaler.is_enabled() or (math.isfinite(d_norm) and math.isfinite(g_norm))
+        if finite:
+            if self.scaler.is_enabled():
+                self.scaler.step(self.d_opt)
+                if g_on:
+                    self.scaler.step(self.g_opt)
+                self.scaler.update()
+            else:
+                self.d_opt.step()
+                if g_on:
+                    self.g_opt.step()
+            self.d_updates += 1
+            if g_on:
+                self.g_updates += 1
+                self._update_ema()
+            self.bad_in_a_row = 0
+            if cfg.dynamic_ratio:
+                self.g_on = update_g_enabled(g_on, losses["d_total"], cfg.d_loss_upper, cfg.d_loss_lower)
+        else:
+            self.bad_in_a_row += 1
+            self.bad_total += 1
+        self.d_opt.zero_grad(set_to_none=True)
+        self.g_opt.zero_grad(set_to_none=True)
+        self.decisions.update(b"1" if g_on else b"0")
+        self.decisions_hex = self.decisions.hexdigest()
+        self.step += 1
+        stats.update(d_grad_norm=d_norm, g_grad_norm=g_norm, skipped=float(not finite))
+        if self.bad_in_a_row >= cfg.max_bad_steps:
+            bad = sorted(k for k, v in losses.items() if not math.isfinite(v)) or ["gradients"]
+            raise TrainingDiverged(
+                f"{self.bad_in_a_row} consecutive steps (up to step {self.step}) had NaN/inf values "
+                f"({', '.join(bad)}); each was skipped, and training stops here. The last checkpoint "
+                "(latest.pt) holds the state before them. Try lower learning rates (--set g_lr=... "
+                "--set d_lr=...), --set amp=off, R1 (--set r1_gamma=1), or check the data for broken maps."
+            )
+        return stats
+
+    @staticmethod
+    def _clip(params: list[torch.nn.Parameter], max_norm: float) -> float:
+        if max_norm > 0:
+            return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        return float(torch.linalg.vector_norm(torch.stack([p.grad.float().norm() for p in params])))
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        decay = self.cfg.ema_decay
+        if self.cfg.ema_warmup:
+            decay = min(decay, (1 + self.g_updates) / (10 + self.g_updates))
+        for e, p in zip(self.ema.parameters(), self.gen.parameters(), strict=True):
+            e.lerp_(p.detach(), 1.0 - decay)
+        for e, b in zip(self.ema.buffers(), self.gen.buffers(), strict=True):
+            e.copy_(b)
+
+    # -- state --------------------------------------------------------------------------------------------
+
+    def export_net(self) -> TrainGenerator:
+        """What inference should use: the EMA copy when there is one."""
+        return self.ema if self.ema is not None else self.gen
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": ckpt.FORMAT,
+            "config": self.cfg.to_dict(),
+            "step": self.step,
+            "world": self.env.world,
+            "g": self.gen.state_dict(),
+            "d": self.disc.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "g_opt": self.g_opt.state_dict(),
+            "d_opt": self.d_opt.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "g_on": self.g_on,
+            "d_updates": self.d_updates,
+            "g_updates": self.g_updates,
+            "bad_in_a_row": self.bad_in_a_row,
+            "bad_total": self.bad_total,
+            # hashlib objects do not pickle; the chain restarts from its last digest on resume.
+            "decisions_hex": self.decisions_hex,
+            "torch_rng": torch.get_rng_state(),
+            "saved_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, net in (("g", self.gen), ("d", self.disc)):
+            try:
+                net.load_state_dict(state[key])
+            except RuntimeError as e:
+                raise ckpt.CheckpointError(
+                    f"the checkpoint's {'generator' if key == 'g' else 'discriminator'} does not fit this "
+                    f"config's model ({str(e).splitlines()[0]}); resume with the run's own config.toml"
+                ) from None
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"] if state.get("ema") is not None else state["g"])
+        self.g_opt.load_state_dict(state["g_opt"])
+        self.d_opt.load_state_dict(state["d_opt"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.g_on = bool(state["g_on"])
+        self.d_updates, self.g_updates = int(state["d_updates"]), int(state["g_updates"])
+        self.bad_in_a_row, self.bad_total = int(state["bad_in_a_row"]), int(state["bad_total"])
+        self.decisions = hashlib.sha256(state["decisions_hex"].encode())
+        self.decisions_hex = state["decisions_hex"]
+        torch.set_rng_state(state["torch_rng"])
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+class ResumableSampler(torch.utils.data.DistributedSampler):
+    """DistributedSampler (per-epoch permutation from seed + epoch) that can start mid-epoch."""
+
+    def __init__(self, dataset, num_replicas: int, rank: int, seed: int):
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+        self.skip = 0
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.skip :])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
+
+
+def open_dataset(root: str | Path, crop: int, seed: int, split: str):
+    """The data engineer's TerrainDataset over the maps of ``split`` (all maps when it has none)."""
+    from training.data.dataset import TerrainDataset
+
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"--data {root} is not a folder; build one with python -m training.build_dataset")
+    names = split_names(root, split)
+    return TerrainDataset(root, crop=crop, seed=seed, names=names)
+
+
+def split_names(root: Path, split: str) -> list[str] | None:
+    """Map names of ``split`` from the data set's manifest, or None (= every map)."""
+    if not split:
+        return None
+    try:
+        from training.data import dataset as dsmod
+
+        fn = getattr(dsmod, "split_names", None)
+        if fn is not None:
+            return fn(root, split)
+    except ImportError:
+        pass
+    man = root / "manifest.json"
+    if man.is_file():
+        try:
+            data = json.loads(man.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        splits = data.get("splits") if isinstance(data, dict) else None
+        if isinstance(splits, dict) and splits.get(split):
+            return list(splits[split])
+    return None
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    man = Path(root) / "manifest.json"
+    try:
+        return json.loads(man.read_text()) if man.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+class StatsLog:
+    """Means over a log window -> stats.jsonl (+ TensorBoard) and the progress line."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, log):
+        self.path = run_dir / "stats.jsonl"
+        self.enabled = enabled
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.t0 = time.time()
+        self.window_start = time.time()
+        self.window_steps = 0
+        self.tb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except Exception:  # noqa: BLE001 - tensorboard not installed: jsonl only
+                log("note: TensorBoard is not installed; stats go to stats.jsonl only")
+
+    def add(self, stats: dict[str, float]) -> None:
+        self.window_steps += 1
+        for k, v in stats.items():
+            if math.isfinite(v):
+                self.sums[k] = self.sums.get(k, 0.0) + v
+                self.counts[k] = self.counts.get(k, 0) + 1
+
+    def flush(self, trainer: Trainer, epoch: int, images: int) -> dict[str, Any]:
+        row: dict[str, Any] = {k: self.sums[k] / self.counts[k] for k in sorted(self.sums)}
+        g_steps = self.sums.get("g_on", 0.0)
+        dt = time.time() - self.window_start
+        row.update(
+            step=trainer.step,
+            epoch=epoch,
+            time_s=round(time.time() - self.t0, 2),
+            steps_per_s=self.window_steps / max(dt, 1e-9),
+            images_per_s=images * self.window_steps / max(dt, 1e-9),
+            # The D:G ratio over the window: D steps per G step (inf when G was off throughout).
+            dg_ratio=self.window_steps / g_steps if g_steps else float("inf"),
+            dg_ratio_total=trainer.d_updates / max(trainer.g_updates, 1),
+            g_on_next=int(trainer.g_on),
+            bad_steps_total=trainer.bad_total,
+        )
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(
+                    json.dumps(
+                        {
+                            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                            for k, v in row.items()
+                        }
+                    )
+                    + "\n"
+                )
+            if self.tb is not None:
+                for k, v in row.items():
+                    if isinstance(v, (int, float)) and math.isfinite(v):
+                        self.tb.add_scalar(k, v, trainer.step)
+        self.sums.clear()
+        self.counts.clear()
+        self.window_steps = 0
+        self.window_start = time.time()
+        return row
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def progress_line(row: dict[str, Any], total: int) -> str:
+    def f(k: str) -> str:
+        v = row.get(k)
+        return "-" if v is None or not math.isfinite(v) else f"{v:.3f}"
+
+    ratio = row["dg_ratio"]
+    r = f"{ratio:.1f}:1" if math.isfinite(ratio) else "inf (G off)"
+    pct = 100.0 * row["step"] / max(total, 1)
+    left = (total - row["step"]) / max(row["steps_per_s"], 1e-9)
+    return (
+        f"step {row['step']}/{total} ({pct:.0f}%) | D {f('d_total')} | G adv {f('g_adv')} "
+        f"perc {f('perc_rgb')}/{f('perc_h')} fm {f('fm')} | D:G {r} | {row['steps_per_s']:.2f} it/s "
+        f"| eta {left / 60:.1f} min"
+    )
+
+
+@torch.no_grad()
+def write_samples(trainer: Trainer, fixed: dict[str, torch.Tensor], path: Path) -> Path:
+    from terrain_core.noise import draw_inputs
+    from training.samples import sample_grid, save_png
+
+    net = trainer.export_net()
+    gcfg = net.generator.cfg
+    onehot = fixed["onehot"].to(trainer.device)
+    n, _, h, w = onehot.shape
+    tex, hgt, sh = [], [], []
+    for i in range(n):  # seed i for map i: the same inputs at every sampling step
+        inp = draw_inputs(gcfg, h, w, seed=i)
+        z = torch.from_numpy(inp.z).to(trainer.device)
+        noises = [torch.from_numpy(x).to(trainer.device) for x in inp.noises]
+        t, hh, s = net.generate(onehot[i : i + 1], z, noises)
+        tex.append(t), hgt.append(hh), sh.append(s)
+    img = sample_grid(
+        fixed["labels"].numpy().astype(np.uint8),
+        torch.cat(tex).permute(0, 2, 3, 1).float().cpu().numpy(),
+        torch.cat(sh).permute(0, 2, 3, 1).float().cpu().numpy(),
+        torch.cat(hgt)[:, 0].float().cpu().numpy(),
+        (fixed["terrain"].permute(0, 2, 3, 1).numpy() + 1.0) * 0.5,
+    )
+    return save_png(img, path)
+
+
+def export(
+    trainer: Trainer, run_dir: Path, data_dir: Path | None, preset: str, onnx: bool, log
+) -> dict[str, Path]:
+    """EMA G + shadow -> RUN_DIR/export/model.safetensors (+ model.onnx) via terrain_core.export."""
+    from terrain_core.export import export_model
+
+    man = read_manifest(data_dir) if data_dir else {}
+    provenance = {
+        "preset": preset,
+        "steps": trainer.step,
+        "g_updates": trainer.g_updates,
+        "d_updates": trainer.d_updates,
+        "ema": trainer.ema is not None,
+        "perceptual": trainer.perceptual_source,
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "data": str(data_dir) if data_dir else "",
+        "data_sources": man.get("sources", man.get("source", "")),
+        "train_config": trainer.cfg.to_dict(),
+    }
+    metadata: dict[str, Any] = {"name": f"{run_dir.name}-step{trainer.step}", "provenance": provenance}
+    hr = man.get("height_range_m")
+    if isinstance(hr, (list, tuple)) and len(hr) == 2:
+        metadata["height_range_m"] = (float(hr[0]), float(hr[1]))
+    net = trainer.export_net()
+    st, ox = export_model(
+        net,
+        run_dir / "export" / "model",
+        metadata=metadata,
+        gen_config=trainer.cfg.generator_config(),
+        shadow_config=trainer.cfg.shadow_config(),
+        onnx=onnx,
+    )
+    paths = {"safetensors": st} | ({"onnx": ox} if ox else {})
+    log(f"exported {', '.join(str(p) for p in paths.values())}")
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+def train(
+    cfg: TrainConfig,
+    data_dir: str | Path,
+    run_dir: str | Path,
+    *,
+    device: str | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    preset: str = "",
+    log=print,
+) -> dict[str, Any]:
+    """The training loop. Returns the run summary (also written to RUN_DIR/summary.json)."""
+    env = D.init(device)
+    try:
+        return _train(cfg, Path(data_dir), Path(run_dir), env, resume, max_steps, preset, log)
+    finally:
+        D.shutdown(env)
+
+
+def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log) -> dict[str, Any]:
+    log = log if env.is_main else (lambda *a, **k: None)
+    if max_steps is not None:
+        cfg = cfg.replace(max_steps=max_steps)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ds = open_dataset(data_dir, cfg.crop, cfg.seed, cfg.split)
+    if len(ds) < cfg.batch_size * env.world:
+        raise UsageError(
+            f"{data_dir} has {len(ds)} maps for split {cfg.split!r}; one step needs batch_size x processes "
+            f"= {cfg.batch_size * env.world}: lower batch_size or add maps"
+        )
+    sampler = ResumableSampler(ds, env.world, env.rank, cfg.seed)
+    per_epoch = len(sampler) // cfg.batch_size
+    total = cfg.epochs * per_epoch
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps) if cfg.epochs else cfg.max_steps
+    trainer = Trainer(cfg, env, total_steps=total, log=log)
+
+    latest = ckpt.latest_path(run_dir)
+    if resume:
+        if not latest.is_file():
+            raise UsageError(f"--resume: no checkpoint at {latest}; start without --resume")
+        state = ckpt.load(latest, map_location=env.device)
+        trainer.load_state_dict(state)
+        if int(state.get("world", env.world)) != env.world:
+            log(
+                f"warning: the checkpoint was written by {state['world']} processes, now {env.world}: the "
+                "data order after resume differs from an uninterrupted run"
+            )
+        log(f"resumed from {latest} at step {trainer.step}")
+    if env.is_main:
+        (run_dir / "config.toml").write_text(config_to_toml(cfg))
+    log(
+        f"model {cfg.model}: G+shadow {sum(p.numel() for p in trainer.g_params):,} parameters, "
+        f"D {sum(p.numel() for p in trainer.d_params):,}; device {env.device}"
+        f"{f' x {env.world} processes' if env.distributed else ''}; amp {trainer.amp}; "
+        f"perceptual: {trainer.perceptual_source}; {len(ds)} maps, {per_epoch} steps/epoch, {total} steps"
+    )
+
+    stats = StatsLog(run_dir, env.is_main, cfg.tensorboard, log)
+    fixed = None
+    if env.is_main and cfg.sample_count:
+        k = min(cfg.sample_count, len(ds))
+        items = [ds[i] for i in range(k)]
+        fixed = {key: torch.stack([it[key] for it in items]) for key in ("onehot", "labels", "terrain")}
+    loader_kw: dict[str, Any] = dict(
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=cfg.workers,
+        pin_memory=env.device.type == "cuda",
+    )
+    if cfg.workers:
+        loader_kw.update(prefetch_factor=4)
+    is_tty = sys.stdout.isatty()
+    t_start = time.time()
+    epoch, offset = divmod(trainer.step, per_epoch)
+    try:
+        while trainer.step < total:
+            sampler.set_epoch(epoch)
+            set_epoch = getattr(ds, "set_epoch", None)
+            if set_epoch is not None:
+                set_epoch(epoch)  # crops per (seed, epoch, index); workers get a fresh copy each epoch
+            sampler.skip = offset * cfg.batch_size
+            loader = torch.utils.data.DataLoader(ds, **loader_kw)
+            for batch in loader:
+                row_stats = trainer.train_step(batch)
+                stats.add(row_stats)
+                s = trainer.step
+                if s % cfg.log_every == 0 or s == total:
+                    row = stats.flush(trainer, epoch, cfg.batch_size * env.world)
+                    line = progress_line(row, total)
+                    if env.is_main:
+                        print(("\r" + line) if is_tty else line, end="" if is_tty else "\n", flush=True)
+                if env.is_main:
+                    if cfg.sample_every and s % cfg.sample_every == 0 and fixed is not None:
+                        write_samples(trainer, fixed, run_dir / "samples" / f"step_{s:07d}.png")
+                    if s % cfg.save_every == 0 or s == total:
+                        ckpt.atomic_save(trainer.state_dict(), latest)
+                    if cfg.keep_every and s % cfg.keep_every == 0:
+                        ckpt.atomic_save(trainer.state_dict(), run_dir / f"ckpt_{s:07d}.pt")
+                if s >= total:
+                    break
+            epoch += 1
+            offset = 0
+    finally:
+        if is_tty and env.is_main:
+            print()
+        stats.close()
+
+    # Every rank reports what it holds: identical digests = identical weights and G decisions.
+    ranks = D.all_gather_objects(
+        {
+            "rank": env.rank,
+            "params": D.param_digest(trainer.gen, trainer.disc),
+            "decisions": trainer.decisions_hex,
+        },
+        env,
+    )
+    summary: dict[str, Any] = {
+        "steps": trainer.step,
+        "d_updates": trainer.d_updates,
+        "g_updates": trainer.g_updates,
+        "dg_ratio": trainer.d_updates / max(trainer.g_updates, 1),
+        "bad_steps": trainer.bad_total,
+        "world": env.world,
+        "seconds": round(time.time() - t_start, 2),
+        "perceptual": trainer.perceptual_source,
+        "ranks": ranks,
+        "ranks_agree": len({(r["params"], r["decisions"]) for r in ranks}) == 1,
+    }
+    if env.is_main:
+        if not summary["ranks_agree"]:
+            log(f"warning: processes disagree at the end: {ranks}")
+        if fixed is not None:
+            write_samples(trainer, fixed, run_dir / "samples" / f"step_{trainer.step:07d}.png")
+        if cfg.export:
+            summary["export"] = {
+                k: str(v)
+                for k, v in export(
+                    trainer, run_dir, data_dir, preset or cfg.model, cfg.export_onnx, log
+                ).items()
+            }
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    log(
+        f"done: {trainer.step} steps, D:G {summary['dg_ratio']:.2f}:1, {trainer.bad_total} skipped, "
+        f"{summary['seconds']:.0f} s"
+    )
+    return summary
+
+
+def export_only(
+    cfg: TrainConfig | None,
+    run_dir: Path,
+    data_dir: Path | None,
+    device: str | None,
+    preset: str,
+    checkpoint: Path | None = None,
+    log=print,
+) -> dict[str, Path]:
+    """Export a checkpoint's EMA generator (RUN_DIR/latest.pt unless ``checkpoint`` names another)."""
+    path = checkpoint or ckpt.latest_path(run_dir)
+    state = ckpt.load(path)
+    if cfg is None:
+        from training.train_config import config_from_dict
+
+        cfg = config_from_dict(state["config"])
+    env = D.DistEnv(device=D.pick_device(device))
+    trainer = Trainer(cfg.replace(perceptual="off"), env, log=log)
+    trainer.load_state_dict(state)
+    return export(trainer, run_dir, data_dir, preset or cfg.model, cfg.export_onnx, log)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description="Train the terrain GAN (several GPUs: torchrun --nproc_per_node N -m training.train ...)",
+    )
+    p.add_argument(
+        "--config",
+        help="preset name (seed-1.0, seed-1.1, seed-1.2, small, tiny) or a TOML file; "
+        "with --resume/--export-only defaults to RUN_DIR/config.toml",
+    )
+    p.add_argument("--data", help="dataset folder (NAME_t.png, NAME_h.png, NAME_i2.png)")
+    p.add_argument("--out", required=True, help="run folder: config, stats, samples, checkpoints, export")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/latest.pt")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--export-only", action="store_true", help="export RUN_DIR/latest.pt and stop")
+    p.add_argument(
+        "--checkpoint", default=None, help="with --export-only: this checkpoint instead of latest.pt"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run_dir = Path(args.out)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    log = print if is_main else (lambda *a, **k: None)
+    try:
+        config_src = args.config
+        if not config_src and (args.resume or args.export_only) and (run_dir / "config.toml").is_file():
+            config_src = str(run_dir / "config.toml")
+        if not config_src and not args.export_only:
+            raise UsageError("--config is required (a preset name or a TOML file)")
+        cfg = load_config(config_src, args.set) if config_src else None
+        if cfg is not None and args.max_steps is not None:
+            cfg = cfg.replace(max_steps=args.max_steps)
+        if cfg is not None:
+            log(config_to_toml(cfg).rstrip())
+        if args.dry_run:
+            return 0
+        preset = Path(config_src).stem if config_src else ""
+        if args.export_only:
+            export_only(
+                cfg,
+                run_dir,
+                Path(args.data) if args.data else None,
+                args.device,
+                preset,
+                Path(args.checkpoint) if args.checkpoint else None,
+                log,
+            )
+            return 0
+        if not args.data:
+            raise UsageError("--data is required to train")
+        train(cfg, args.data, run_dir, device=args.device, resume=args.resume, preset=preset, log=log)
+        return 0
+    except (ConfigError, UsageError, ckpt.CheckpointError, TrainingDiverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3 if isinstance(e, TrainingDiverged) else 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; resume with --resume (from the last latest.pt)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
