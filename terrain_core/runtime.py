@@ -1,0 +1,701 @@
+"""The inference API: load a model file, turn a class map into texture + height. One API, two runtimes.
+
+    gen = TerrainGenerator.load("model.onnx")         # ONNX Runtime (what the Blender extension ships)
+    gen = TerrainGenerator.load("model.safetensors")  # PyTorch (CPU / CUDA / MPS)
+    gen = TerrainGenerator.load()                     # the built-in default model
+    result = gen.generate(labels, seed=7)             # labels [H, W] uint8 class ids -> TerrainResult
+
+Module import needs numpy only; onnxruntime is imported when an ONNX model is loaded and torch when a
+safetensors model is loaded, so this runs inside Blender with nothing but the extension's wheels.
+
+Randomness enters only through the latent z and the noise maps, drawn in numpy from the seed
+(:mod:`terrain_core.noise`) and fed to the network: both runtimes therefore give the same terrain for the
+same map and seed, and a large map can be generated in tiles that each take their crop of one noise canvas.
+Loading never unpickles: safetensors holds raw tensors and a JSON header, ONNX a protobuf graph.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from terrain_core.config import GeneratorConfig, ShadowConfig, preset
+from terrain_core.export import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    METADATA_KEY,
+    OUTPUT_NAMES,
+    build_metadata,
+    class_table,
+    input_names,
+)
+from terrain_core.labels import LabelMapError, check_labels
+from terrain_core.noise import GeneratorInputs, draw_inputs
+from terrain_core.result import TerrainResult
+
+_log = logging.getLogger("terrain_core")
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_TILE = 1024  # maps with a side above this are generated in tiles of this size (pixels)
+DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles and blended
+MAX_SIDE = 16384  # larger maps need more than ~7.5 GB for the float outputs alone: refused up front
+_MAX_HEADER = 64 << 20  # a safetensors JSON header larger than this is not one of ours
+UNTRAINED_PRESET = "small"
+UNTRAINED_WARNING = (
+    "terrain_core: no trained default model is shipped yet; using the '{preset}' generator with freshly "
+    "initialised (untrained) weights, so the output is noise-like, not realistic terrain"
+)
+GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
+
+
+class ModelFileError(ValueError):
+    """A model file is missing or is not a valid terrain_core export; the message says which and why."""
+
+
+class GenerationCancelled(RuntimeError):
+    """``generate`` stopped because its ``cancel`` event was set (checked between tiles)."""
+
+
+class RuntimeUnavailableError(RuntimeError):
+    """The runtime a model file needs (torch for .safetensors, onnxruntime for .onnx) is not installed."""
+
+
+# ------------------------------------------------------------------------------------------ model files
+
+
+def default_model_path() -> Path | None:
+    """The shipped default model: ``models/default.onnx``, else ``models/default.safetensors``, else None."""
+    for name in ("default.onnx", "default.safetensors"):
+        p = MODELS_DIR / name
+        if p.is_file() and p.stat().st_size > 0:
+            return p
+    return None
+
+
+def validate_metadata(meta: Any, source: str) -> tuple[GeneratorConfig, ShadowConfig]:
+    """Check a model's metadata dict; return its configs or raise ``ModelFileError`` saying what is wrong."""
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{source}: model metadata is not a JSON object")
+    if meta.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{source}: metadata format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{source}: metadata has no valid format_version")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{source}: model format version {version} is newer than this terrain_core understands "
+            f"({FORMAT_VERSION}); update terrain_core"
+        )
+    try:
+        gen = GeneratorConfig.from_dict(dict(meta["generator"]))
+        shadow = ShadowConfig(**dict(meta["shadow"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{source}: generator/shadow config in the metadata is invalid: {e}") from None
+    classes = meta.get("classes")
+    ours = class_table()
+    if not isinstance(classes, list) or [
+        (c.get("id"), list(c.get("rgb", []))) for c in classes if isinstance(c, dict)
+    ] != [(c["id"], c["rgb"]) for c in ours]:
+        raise ModelFileError(
+            f"{source}: the model was made for a different class table than terrain_core's 7 classes "
+            "(ids and palette colours must match)"
+        )
+    rng = meta.get("height_range_m")
+    if (
+        not isinstance(rng, list)
+        or len(rng) != 2
+        or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in rng)
+        or not rng[1] > rng[0]
+    ):
+        raise ModelFileError(f"{source}: height_range_m must be [lo, hi] metres with hi > lo, got {rng!r}")
+    if gen.num_classes != len(ours) or gen.out_channels != 4:
+        raise ModelFileError(f"{source}: generator must take {len(ours)} classes and output 4 channels")
+    return gen, shadow
+
+
+def _parse_meta_json(text: Any, source: str) -> dict:
+    if not isinstance(text, str):
+        raise ModelFileError(
+            f"{source}: no terrain_core metadata ('{METADATA_KEY}') in the file: it is not a model exported "
+            "by terrain_core.export.export_model"
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{source}: terrain_core metadata is not valid JSON ({e})") from None
+
+
+def read_safetensors_header(path: Path) -> tuple[dict, dict[str, tuple[str, tuple[int, ...]]]]:
+    """(metadata, {tensor name: (dtype, shape)}) from a safetensors file, checked, without loading weights.
+
+    The header is parsed here (8-byte little-endian length + JSON) rather than by the safetensors package,
+    so a bad file gets our message and the check needs neither torch nor safetensors.
+    """
+    src = str(path)
+    size = path.stat().st_size
+    if size < 8:
+        raise ModelFileError(f"{src}: file is {'empty' if size == 0 else 'truncated'} ({size} bytes)")
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if n < 2 or n > min(size - 8, _MAX_HEADER):
+            raise ModelFileError(f"{src}: not a safetensors file (header length {n} does not fit the file)")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(f"{src}: not a safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{src}: not a safetensors file (its header is not a JSON object)")
+    meta_strs = header.pop("__metadata__", None) or {}
+    if not isinstance(meta_strs, dict):
+        raise ModelFileError(f"{src}: safetensors __metadata__ is not a JSON object")
+    meta = _parse_meta_json(meta_strs.get(METADATA_KEY), src)
+    data_len = size - 8 - n
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, entry in header.items():
+        try:
+            dtype, shape, (a, b) = (
+                entry["dtype"],
+                tuple(int(s) for s in entry["shape"]),
+                entry["data_offsets"],
+            )
+            ok = isinstance(dtype, str) and 0 <= int(a) <= int(b) <= data_len
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ModelFileError(f"{src}: tensor entry {name!r} in the header is malformed or out of range")
+        tensors[name] = (dtype, shape)
+    return meta, tensors
+
+
+def read_model_metadata(path: str | os.PathLike) -> dict:
+    """The metadata dict of a model file (.safetensors or .onnx), validated; raises ``ModelFileError``."""
+    p = _existing(path)
+    if p.suffix == ".safetensors":
+        meta, _ = read_safetensors_header(p)
+    else:
+        meta = _OnnxBackend.open(p, threads=1, optimization="disable")[1]
+    validate_metadata(meta, str(p))
+    return meta
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if p.suffix not in (".safetensors", ".onnx"):
+        raise ModelFileError(f"{p}: unknown model file type {p.suffix!r}; expected .onnx or .safetensors")
+    if not p.exists():
+        raise ModelFileError(f"{p}: model file not found")
+    if not p.is_file():
+        raise ModelFileError(f"{p}: not a file")
+    if p.stat().st_size == 0:
+        raise ModelFileError(f"{p}: model file is empty")
+    return p
+
+
+# ------------------------------------------------------------------------------------------- backends
+
+
+class _OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, session: Any, gen: GeneratorConfig, threads: int | None):
+        self.session = session
+        self.threads = threads
+        self.device = "cpu" if session.get_providers()[0] == "CPUExecutionProvider" else "cuda"
+        self._inputs = input_names(gen)
+
+    @staticmethod
+    def open(path: Path, *, threads: int | None, optimization: str, device: str = "cpu"):
+        """(session, metadata dict) for an .onnx file, or ``ModelFileError``."""
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise RuntimeUnavailableError(
+                "loading an .onnx model needs onnxruntime (pip install onnxruntime)"
+            ) from None
+        if optimization not in GRAPH_OPTIMIZATION:
+            raise ValueError(f"optimization must be one of {GRAPH_OPTIMIZATION}, got {optimization!r}")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[optimization]
+        so.intra_op_num_threads = int(threads or 0)  # 0 = ONNX Runtime's default (all cores)
+        so.inter_op_num_threads = 1  # the graph is a chain: parallel branches gain nothing
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3  # errors only: a bad file becomes our ModelFileError, not log spam
+        if device == "cpu":
+            providers = ["CPUExecutionProvider"]
+        elif device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise RuntimeUnavailableError("this onnxruntime build has no CUDA support (onnxruntime-gpu)")
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        else:
+            raise ValueError(f"the ONNX runtime supports device 'cpu' or 'cuda', got {device!r}")
+        try:
+            session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        except Exception as e:  # onnxruntime raises its own pybind exception types for bad files
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise ModelFileError(f"{path}: not a readable ONNX model ({first})") from None
+        meta = _parse_meta_json(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), str(path))
+        return session, meta
+
+    def check(self, source: str) -> None:
+        got_in = [i.name for i in self.session.get_inputs()]
+        got_out = [o.name for o in self.session.get_outputs()]
+        if got_in != self._inputs or got_out != list(OUTPUT_NAMES):
+            raise ModelFileError(
+                f"{source}: the ONNX graph's inputs/outputs {got_in} -> {got_out} do not match its metadata "
+                f"({self._inputs} -> {list(OUTPUT_NAMES)})"
+            )
+
+    def run(self, onehot: np.ndarray, z: np.ndarray, noises: tuple[np.ndarray, ...]):
+        feed = dict(zip(self._inputs, (onehot, z, *noises), strict=True))
+        tex, height, shaded = self.session.run(list(OUTPUT_NAMES), feed)
+        return tex, height, shaded
+
+
+class _TorchBackend:
+    name = "torch"
+
+    def __init__(self, net: Any, device: str, threads: int | None):
+        self.net = net
+        self.device = device
+        self.threads = threads
+
+    @staticmethod
+    def import_torch():
+        try:
+            import torch
+        except ImportError:
+            raise RuntimeUnavailableError(
+                "loading a .safetensors model needs PyTorch (pip install 'terrain-gan[torch]'); "
+                "use the .onnx export of the same model with ONNX Runtime instead"
+            ) from None
+        return torch
+
+    @staticmethod
+    def pick_device(device: str) -> str:
+        torch = _TorchBackend.import_torch()
+        if device == "auto":
+            if torch.cuda.is_available():
+                return "cuda"
+            mps = getattr(torch.backends, "mps", None)
+            return "mps" if mps is not None and mps.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeUnavailableError("device 'cuda' requested but torch sees no CUDA GPU")
+        if device == "mps" and not (
+            getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+        ):
+            raise RuntimeUnavailableError("device 'mps' requested but torch has no MPS support here")
+        if not (device == "cpu" or device == "mps" or device.startswith("cuda")):
+            raise ValueError(f"device must be 'cpu', 'cuda[:N]', 'mps' or 'auto', got {device!r}")
+        return device
+
+    @classmethod
+    def build(cls, gen: GeneratorConfig, shadow: ShadowConfig, device: str, threads: int | None):
+        torch = cls.import_torch()
+        from terrain_core.nn.inference import InferenceNet
+
+        if threads:
+            torch.set_num_threads(int(threads))  # process-wide in torch: documented on TerrainGenerator.load
+        device = cls.pick_device(device)
+        net = InferenceNet(gen, shadow).eval()
+        return cls(net, device, threads)
+
+    def load_weights(self, path: Path, header: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+        """Strict key and shape check against the header first (a clear list), then load the tensors."""
+        expected = {k: tuple(v.shape) for k, v in self.net.state_dict().items()}
+        missing = sorted(set(expected) - set(header))
+        unexpected = sorted(set(header) - set(expected))
+        wrong = sorted(k for k in set(expected) & set(header) if expected[k] != header[k][1])
+        bad_dtype = sorted(k for k, (dt, _) in header.items() if dt not in ("F32", "F16", "BF16", "F64"))
+        if missing or unexpected or wrong or bad_dtype:
+
+            def few(xs: list[str]) -> str:
+                return ", ".join(xs[:5]) + (f" (+{len(xs) - 5} more)" if len(xs) > 5 else "")
+
+            parts = []
+            if missing:
+                parts.append(f"missing weights: {few(missing)}")
+            if unexpected:
+                parts.append(f"unexpected weights: {few(unexpected)}")
+            if wrong:
+                parts.append(
+                    "wrong shapes: " + few([f"{k} {header[k][1]} (expected {expected[k]})" for k in wrong])
+                )
+            if bad_dtype:
+                parts.append(f"non-float weights: {few(bad_dtype)}")
+            raise ModelFileError(
+                f"{path}: the weights do not fit the network described by its own metadata; "
+                + "; ".join(parts)
+            )
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise ModelFileError(f"{path}: cannot read the weights ({e})") from None
+        state = self.net.state_dict()
+        tensors = {k: v.to(state[k].dtype) for k, v in tensors.items()}
+        self.net.load_state_dict(tensors, strict=True)
+
+    def to_device(self) -> None:
+        self.net.to(self.device)
+
+    def run(self, onehot: np.ndarray, z: np.ndarray, noises: tuple[np.ndarray, ...]):
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        with torch.inference_mode():
+            args = [torch.from_numpy(a).to(self.device) for a in (onehot, z, *noises)]
+            out = self.net(*args)
+            return tuple(t.float().cpu().numpy() for t in out)
+
+
+# ---------------------------------------------------------------------------------------------- tiling
+
+
+def tile_starts(n: int, tile: int, overlap: int, align: int) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering ``0..n`` with at least ``overlap`` shared pixels.
+
+    ``n`` and ``tile`` are multiples of ``align``; starts are too (the noise crop needs it). Starts are
+    spread evenly, so every seam gets about the same overlap (not a thin sliver at the end).
+    """
+    if n <= tile:
+        return [0]
+    count = math.ceil((n - overlap) / (tile - overlap))
+    span = n - tile
+    starts = sorted({align * round(i * span / (count - 1) / align) for i in range(count)})
+    return starts
+
+
+def blend_weights(starts: list[int], tile: int, n: int) -> list[np.ndarray]:
+    """1-D blending weights of each tile (length ``min(tile, n)``), summing to 1 at every pixel of 0..n.
+
+    Across each overlap a tile's weight ramps with a raised cosine from ~0 at its edge to 1 where its
+    neighbour's edge is: the tile edges (the least reliable pixels, padded inside the network) count least,
+    and the blend has no kink. Canvas borders get no ramp. Weights are normalised by their sum, which also
+    covers a pixel shared by three tiles.
+    """
+    length = min(tile, n)
+    raw = []
+    for i, s in enumerate(starts):
+        w = np.ones(length, np.float64)
+        if i > 0:
+            ov = starts[i - 1] + length - s  # shared with the previous tile
+            if ov > 0:
+                w[:ov] *= _ramp(ov)
+        if i + 1 < len(starts):
+            ov = s + length - starts[i + 1]
+            if ov > 0:
+                w[length - ov :] *= _ramp(ov)[::-1]
+        raw.append(w)
+    total = np.zeros(n, np.float64)
+    for s, w in zip(starts, raw, strict=True):
+        total[s : s + length] += w
+    return [(w / total[s : s + length]).astype(np.float32) for s, w in zip(starts, raw, strict=True)]
+
+
+def _ramp(n: int) -> np.ndarray:
+    """Raised cosine over n pixels, strictly inside (0, 1); ramp(n) + ramp(n)[::-1] == 1."""
+    t = (np.arange(n, dtype=np.float64) + 0.5) / n
+    return 0.5 - 0.5 * np.cos(np.pi * t)
+
+
+def _pad_labels(lab: np.ndarray, hp: int, wp: int) -> np.ndarray:
+    """Reflect-pad a class map at the bottom/right to hp x wp (edge repeat for a 1-pixel side)."""
+    h, w = lab.shape
+    if (h, w) == (hp, wp):
+        return lab
+    out = lab
+    if hp > h:
+        out = np.pad(out, ((0, hp - h), (0, 0)), mode="reflect" if h > 1 else "edge")
+    if wp > w:
+        out = np.pad(out, ((0, 0), (0, wp - w)), mode="reflect" if w > 1 else "edge")
+    return out
+
+
+def _one_hot(lab: np.ndarray, num_classes: int) -> np.ndarray:
+    """[H, W] ids -> [1, C, H, W] float32 (ids already checked)."""
+    return (lab[None, None] == np.arange(num_classes, dtype=lab.dtype)[None, :, None, None]).astype(
+        np.float32
+    )
+
+
+def _is_cancelled(cancel: Any) -> bool:
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return bool(cancel.is_set())
+    return bool(cancel())
+
+
+# ---------------------------------------------------------------------------------------------- the API
+
+
+class TerrainGenerator:
+    """A loaded model: ``generate(labels, seed)`` -> :class:`TerrainResult`, same on both runtimes."""
+
+    def __init__(self, backend: Any, meta: dict, source: str, *, untrained: bool = False):
+        self._backend = backend
+        self._meta = meta
+        self.config, self.shadow_config = validate_metadata(meta, source)
+        self.source = source
+        self.untrained = untrained
+        lo, hi = meta["height_range_m"]
+        self.height_range_m = (float(lo), float(hi))
+        self.name = str(meta.get("name") or Path(source).stem)
+        self.tile_size = DEFAULT_TILE  # automatic tiling above this side length
+
+    # ------------------------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        optimization: str = "all",
+    ) -> TerrainGenerator:
+        """Load ``.onnx`` (ONNX Runtime) or ``.safetensors`` (PyTorch) by suffix; None = built-in default.
+
+        ``device``: "cpu" (default), "cuda", "mps" (torch only) or "auto" (torch: best available).
+        ``threads``: CPU threads (None = the runtime's default). For torch this is process-wide
+        (``torch.set_num_threads``). ``optimization``: ONNX Runtime graph optimisation level, one of
+        "disable", "basic", "extended", "all".
+        Raises ``ModelFileError`` for a missing or invalid file; never unpickles anything.
+        """
+        if threads is not None and int(threads) < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {threads}")
+        if path is None:
+            path = default_model_path()
+            if path is None:
+                return cls.untrained_default(device=device, threads=threads)
+        p = _existing(path)
+        if p.suffix == ".onnx":
+            if device == "auto":
+                device = "cpu"
+            session, meta = _OnnxBackend.open(p, threads=threads, optimization=optimization, device=device)
+            gen, _ = validate_metadata(meta, str(p))
+            backend = _OnnxBackend(session, gen, threads)
+            backend.check(str(p))
+        else:
+            meta, header = read_safetensors_header(p)
+            gen, shadow = validate_metadata(meta, str(p))
+            backend = _TorchBackend.build(gen, shadow, device, threads)
+            backend.load_weights(p, header)
+            backend.to_device()
+        return cls(backend, meta, str(p))
+
+    @classmethod
+    def from_net(
+        cls,
+        net: Any,
+        gen: GeneratorConfig,
+        shadow: ShadowConfig,
+        *,
+        metadata: dict | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> TerrainGenerator:
+        """Wrap an in-memory ``InferenceNet`` (e.g. during training) in the same API, torch runtime."""
+        md = dict(metadata or {})
+        meta = build_metadata(gen, shadow, name=md.pop("name", "in-memory"), **md)
+        backend = _TorchBackend(net.eval(), _TorchBackend.pick_device(device), threads)
+        backend.to_device()
+        return cls(backend, meta, meta["name"])
+
+    @classmethod
+    def untrained_default(cls, *, device: str = "cpu", threads: int | None = None) -> TerrainGenerator:
+        """The stand-in while no default model is shipped: the 'small' preset, seeded fresh weights."""
+        torch = _TorchBackend.import_torch()
+        gen, shadow = preset(UNTRAINED_PRESET), ShadowConfig()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # the same untrained weights every time: runs stay reproducible
+            backend = _TorchBackend.build(gen, shadow, device, threads)
+        backend.to_device()
+        meta = build_metadata(
+            gen,
+            shadow,
+            name=f"untrained-{UNTRAINED_PRESET}",
+            provenance={"untrained": True, "preset": UNTRAINED_PRESET, "init_seed": 0},
+            created="",
+        )
+        _log.warning(UNTRAINED_WARNING.format(preset=UNTRAINED_PRESET))
+        return cls(backend, meta, meta["name"], untrained=True)
+
+    # ------------------------------------------------------------------------------------ properties
+    @property
+    def runtime(self) -> str:
+        """The runtime in use: 'onnxruntime' or 'torch'."""
+        return self._backend.name
+
+    @property
+    def threads(self) -> int | None:
+        return self._backend.threads
+
+    @property
+    def device(self) -> str:
+        return self._backend.device
+
+    @property
+    def info(self) -> dict:
+        """The model's metadata (config, classes, version, height range, provenance) plus how it runs."""
+        out = json.loads(json.dumps(self._meta))  # a deep copy the caller may change
+        out.update(path=self.source, runtime=self.runtime, device=self.device, untrained=self.untrained)
+        return out
+
+    def __repr__(self) -> str:
+        return f"TerrainGenerator({self.name!r}, runtime={self.runtime!r}, device={self.device!r})"
+
+    # ------------------------------------------------------------------------------------ generation
+    def generate(
+        self,
+        labels: np.ndarray,
+        seed: int = 0,
+        *,
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        progress: Callable[[float], Any] | None = None,
+        cancel: Any = None,
+    ) -> TerrainResult:
+        """Texture, shaded preview and height for a class map [H, W] (ids 0..6), deterministic per seed.
+
+        Any size: the map is reflect-padded to a multiple of the network's downsampling and cropped back.
+        ``tile``: None = tile automatically when a side exceeds ``self.tile_size``; 0 = never tile; N = tiles
+        of N pixels (rounded down to the downsampling) sharing ``overlap`` pixels, blended. The noise is
+        drawn once for the whole canvas, so tiles agree where they overlap.
+        ``progress(fraction)`` is called at 0.0 and after each tile; ``cancel`` (a ``threading.Event`` or a
+        callable) is checked before each tile and raises ``GenerationCancelled``.
+        """
+        t_start = time.perf_counter()
+        lab = np.asarray(labels)
+        check_labels(lab)
+        h, w = lab.shape
+        if max(h, w) > MAX_SIDE:
+            raise LabelMapError(f"map of {w}x{h} pixels is larger than the supported {MAX_SIDE} per side")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        seed = int(seed)
+        lab = lab.astype(np.uint8, copy=False)
+        cfg = self.config
+        ds = cfg.downsample
+        hp, wp = -(-h // ds) * ds, -(-w // ds) * ds
+        padded = _pad_labels(lab, hp, wp)
+        inputs = draw_inputs(cfg, hp, wp, seed)
+        timings = {"prepare": time.perf_counter() - t_start}
+
+        tile_px = self._tile_px(tile, hp, wp)
+        if tile_px is not None and overlap < 0:
+            raise ValueError(f"overlap must be >= 0, got {overlap}")
+        if tile_px is not None and overlap >= tile_px // 2 + 1:
+            raise ValueError(f"overlap {overlap} must be at most half the tile ({tile_px})")
+        if progress is not None:
+            progress(0.0)
+        if tile_px is None:
+            if _is_cancelled(cancel):
+                raise GenerationCancelled("generation cancelled")
+            t0 = time.perf_counter()
+            tex, height, shaded = self._backend.run(
+                _one_hot(padded, cfg.num_classes), inputs.z, inputs.noises
+            )
+            timings["network"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            texture = np.ascontiguousarray(tex[0, :, :h, :w].transpose(1, 2, 0), dtype=np.float32)
+            shaded_img = np.ascontiguousarray(shaded[0, :, :h, :w].transpose(1, 2, 0), dtype=np.float32)
+            height_img = np.ascontiguousarray(height[0, 0, :h, :w], dtype=np.float32)
+            timings["assemble"] = time.perf_counter() - t0
+            timings["tiles"] = 1.0
+            if progress is not None:
+                progress(1.0)
+        else:
+            texture, shaded_img, height_img = self._generate_tiled(
+                padded, inputs, (h, w), tile_px, overlap, progress, cancel, timings
+            )
+        for a in (texture, shaded_img):
+            np.clip(a, 0.0, 1.0, out=a)
+        np.clip(height_img, -1.0, 1.0, out=height_img)
+        timings["total"] = time.perf_counter() - t_start
+        return TerrainResult(
+            labels=lab,
+            texture=texture,
+            shaded=shaded_img,
+            height=height_img,
+            height_range_m=self.height_range_m,
+            seed=seed,
+            model=self.name,
+            timings=timings,
+        )
+
+    def _tile_px(self, tile: int | None, hp: int, wp: int) -> int | None:
+        """Tile side in pixels (a multiple of the downsampling), or None for one untiled pass."""
+        ds = self.config.downsample
+        if tile is None:
+            if max(hp, wp) <= self.tile_size:
+                return None
+            tile = self.tile_size
+        if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 0:
+            raise ValueError(f"tile must be None, 0 or a positive pixel count, got {tile!r}")
+        if tile == 0:
+            return None
+        t = max(2 * ds, int(tile) // ds * ds)
+        return None if t >= max(hp, wp) else t
+
+    def _generate_tiled(
+        self, padded, inputs: GeneratorInputs, size, tile, overlap, progress, cancel, timings
+    ):
+        """Tiles over the padded canvas, blended into float32 output buffers of the map's size.
+
+        Memory: the outputs (7 floats per pixel), the noise canvas, and one tile's network activations.
+        """
+        h, w = size
+        hp, wp = padded.shape
+        cfg = self.config
+        ds = cfg.downsample
+        scales = cfg.block_scales()
+        ys, xs = tile_starts(hp, tile, overlap, ds), tile_starts(wp, tile, overlap, ds)
+        wy, wx = blend_weights(ys, tile, hp), blend_weights(xs, tile, wp)
+        th, tw = min(tile, hp), min(tile, wp)
+        texture = np.zeros((h, w, 3), np.float32)
+        shaded = np.zeros((h, w, 3), np.float32)
+        height = np.zeros((h, w), np.float32)
+        n_tiles = len(ys) * len(xs)
+        t_net = t_blend = 0.0
+        done = 0
+        for iy, y0 in enumerate(ys):
+            for ix, x0 in enumerate(xs):
+                if _is_cancelled(cancel):
+                    raise GenerationCancelled(f"generation cancelled after {done} of {n_tiles} tiles")
+                t0 = time.perf_counter()
+                tin = inputs.crop(y0, x0, th, tw, ds, scales)
+                onehot = _one_hot(padded[y0 : y0 + th, x0 : x0 + tw], cfg.num_classes)
+                tex, hgt, shd = self._backend.run(onehot, tin.z, tin.noises)
+                t1 = time.perf_counter()
+                # Only the part of the tile inside the unpadded map is kept.
+                ch, cw = min(th, h - y0), min(tw, w - x0)
+                if ch > 0 and cw > 0:
+                    wt = wy[iy][:ch, None] * wx[ix][None, :cw]  # [ch, cw]
+                    win = (slice(y0, y0 + ch), slice(x0, x0 + cw))
+                    texture[win] += tex[0, :, :ch, :cw].transpose(1, 2, 0) * wt[..., None]
+                    shaded[win] += shd[0, :, :ch, :cw].transpose(1, 2, 0) * wt[..., None]
+                    height[win] += hgt[0, 0, :ch, :cw] * wt
+                t_net += t1 - t0
+                t_blend += time.perf_counter() - t1
+                done += 1
+                if progress is not None:
+                    progress(done / n_tiles)
+        timings.update(network=t_net, assemble=t_blend, tiles=float(n_tiles))
+        return texture, shaded, height
