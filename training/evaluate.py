@@ -1,0 +1,481 @@
+"""Evaluate an exported model: ``python -m training.evaluate --model EXPORT --data DIR [--out FILE.json]``.
+
+Four groups of numbers, each with its references so that a value can be read without knowing the data:
+
+- segmentation consistency: a small 7-class per-pixel conv classifier is trained on the real terrain
+  images of the training split (as the original's data pipeline trained one to label its maps), then run
+  on the generated shaded terrain; mIoU and pixel accuracy against the input map. Its score on the real
+  images of the evaluated split is the ceiling.
+- shadow leak: Pearson correlation between the lightness (CIE L) of the generated *flat* texture and a
+  hill-shade of the generated height lit from the north-west (the data's light), and from the other three
+  diagonals. The real shaded terrain vs its height is the upper reference (shading baked in); the
+  procedural ground-truth albedo (``NAME_albedo.png``) vs its height the lower one (none baked in).
+- height realism: per map, the slope of the radially averaged power spectrum of the height (log-log), and
+  the per-pixel slope-angle distribution; generated vs real heights of the split as 1-D Wasserstein
+  distances, overall and per class of the input map.
+- diversity: per-pixel standard deviation across seeds for the same map (texture RGB 0..1, height -1..1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from terrain_core.labels import CLASS_NAMES, NUM_CLASSES, labels_from_rgb
+
+DIRECTIONS = {"nw": 315.0, "ne": 45.0, "se": 135.0, "sw": 225.0}  # azimuth, clockwise from north (up)
+
+
+class EvalError(ValueError):
+    """Bad arguments or data; the message says what to do."""
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+@dataclass
+class MapSet:
+    names: list[str]
+    labels: np.ndarray  # [N, H, W] uint8
+    terrain: np.ndarray  # [N, H, W, 3] float32 0..1 (shaded, as in the data)
+    height: np.ndarray  # [N, H, W] float32 -1..1
+    albedo: np.ndarray | None  # [N, H, W, 3] float32 0..1, procedural data only
+
+
+def _read(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im)
+    except OSError as e:
+        raise EvalError(f"cannot read {path}: {e}") from None
+
+
+def list_names(root: Path) -> list[str]:
+    return sorted(p.name[: -len("_i2.png")] for p in root.glob("*_i2.png"))
+
+
+def load_maps(root: Path, names: list[str], size: int) -> MapSet:
+    """Centre crops of ``size`` (a multiple of 32) of the named maps."""
+    labs, ters, hgts, albs = [], [], [], []
+    have_albedo = all((root / f"{n}_albedo.png").is_file() for n in names)
+    for n in names:
+        lab = labels_from_rgb(_read(root / f"{n}_i2.png"))
+        ter = _read(root / f"{n}_t.png")[..., :3].astype(np.float32) / 255.0
+        h = _read(root / f"{n}_h.png")
+        if h.ndim == 3:
+            h = h[..., 0]
+        hgt = (
+            h.astype(np.float32) / 32767.5 - 1.0
+            if h.dtype == np.uint16
+            else h.astype(np.float32) / 127.5 - 1.0
+        )
+        H, W = lab.shape
+        if min(H, W) < size or ter.shape[:2] != (H, W) or hgt.shape != (H, W):
+            raise EvalError(
+                f"map {n} is {H}x{W} (or its three files differ in size); need at least {size}x{size}"
+            )
+        y, x = (H - size) // 2, (W - size) // 2
+        sl = (slice(y, y + size), slice(x, x + size))
+        labs.append(lab[sl])
+        ters.append(ter[sl])
+        hgts.append(hgt[sl])
+        if have_albedo:
+            albs.append(_read(root / f"{n}_albedo.png")[..., :3][sl].astype(np.float32) / 255.0)
+    return MapSet(
+        list(names),
+        np.stack(labs),
+        np.stack(ters),
+        np.stack(hgts),
+        np.stack(albs) if have_albedo else None,
+    )
+
+
+def split_or_all(root: Path, split: str) -> tuple[list[str], str]:
+    """Names of ``split`` from the manifest, or every map (and the split name actually used)."""
+    from training.train import split_names
+
+    names = split_names(root, split) if split else None
+    if names:
+        return sorted(names), split
+    return list_names(root), "all"
+
+
+# ------------------------------------------------------------------------------------------------ colour
+
+
+def lightness(rgb01: np.ndarray) -> np.ndarray:
+    """CIE L* (0..100) of sRGB 0..1 [..., 3]."""
+    c = np.clip(rgb01.astype(np.float64), 0.0, 1.0)
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    y = lin @ np.array([0.2126729, 0.7151522, 0.0721750])
+    f = np.where(y > (6 / 29) ** 3, np.cbrt(y), y / (3 * (6 / 29) ** 2) + 4 / 29)
+    return 116.0 * f - 16.0
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    a, b = a - a.mean(), b - b.mean()
+    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+# ------------------------------------------------------------------------------------------------ classifier
+
+
+def _classifier(torch):
+    nn = torch.nn
+    # Dilated convs: a ~30 px receptive field at full resolution, a few thousand weights.
+    return nn.Sequential(
+        nn.Conv2d(3, 24, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(24, 32, 3, padding=2, dilation=2),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=4, dilation=4),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=8, dilation=8),
+        nn.ReLU(),
+        nn.Conv2d(32, NUM_CLASSES, 1),
+    )
+
+
+def train_classifier(terrain: np.ndarray, labels: np.ndarray, steps: int, seed: int = 0):
+    """A per-pixel classifier of real terrain images [N, H, W, 3] 0..1 -> class ids [N, H, W]."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = _classifier(torch)
+    x_all = torch.from_numpy(terrain).permute(0, 3, 1, 2).float() * 2 - 1  # [N, 3, H, W]
+    y_all = torch.from_numpy(labels.astype(np.int64))  # [N, H, W]
+    # Class weights against the imbalance (water and plains dominate most maps).
+    counts = torch.bincount(y_all.flatten(), minlength=NUM_CLASSES).float()
+    weight = torch.where(
+        counts > 0, counts.sum() / (counts.clamp(min=1) * NUM_CLASSES), torch.zeros_like(counts)
+    )
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    n, _, h, w = x_all.shape
+    crop = min(64, h, w)
+    for _ in range(steps):
+        idx = torch.randint(0, n, (8,), generator=g)
+        ys = torch.randint(0, h - crop + 1, (8,), generator=g)
+        xs = torch.randint(0, w - crop + 1, (8,), generator=g)
+        xb = torch.stack(
+            [x_all[i, :, a : a + crop, b : b + crop] for i, a, b in zip(idx, ys, xs, strict=True)]
+        )
+        yb = torch.stack([y_all[i, a : a + crop, b : b + crop] for i, a, b in zip(idx, ys, xs, strict=True)])
+        loss = torch.nn.functional.cross_entropy(net(xb), yb, weight=weight.clamp(max=20))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def classify(net, rgb01: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        out = []
+        for i in range(rgb01.shape[0]):
+            x = torch.from_numpy(rgb01[i : i + 1]).permute(0, 3, 1, 2).float() * 2 - 1
+            out.append(net(x).argmax(1)[0].numpy().astype(np.uint8))
+    return np.stack(out)
+
+
+def seg_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """mIoU over classes present in truth or prediction, pixel accuracy, per-class IoU."""
+    cm = np.bincount(truth.ravel().astype(np.int64) * NUM_CLASSES + pred.ravel(), minlength=NUM_CLASSES**2)
+    cm = cm.reshape(NUM_CLASSES, NUM_CLASSES)
+    inter = np.diag(cm).astype(np.float64)
+    union = cm.sum(0) + cm.sum(1) - np.diag(cm)
+    iou = {CLASS_NAMES[c]: float(inter[c] / union[c]) for c in range(NUM_CLASSES) if union[c] > 0}
+    return {
+        "miou": float(np.mean(list(iou.values()))) if iou else 0.0,
+        "pixel_accuracy": float(inter.sum() / max(cm.sum(), 1)),
+        "per_class_iou": iou,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ height
+
+
+def spectral_slope(height: np.ndarray) -> float:
+    """Slope of log power vs log frequency of the radially averaged spectrum (Hann-windowed)."""
+    h = height.astype(np.float64)
+    h = h - h.mean()
+    n = min(h.shape)
+    h = h[:n, :n]
+    win = np.outer(np.hanning(n), np.hanning(n))
+    p = np.abs(np.fft.fftshift(np.fft.fft2(h * win))) ** 2
+    yy, xx = np.indices(p.shape)
+    r = np.hypot(yy - n // 2, xx - n // 2).astype(int)
+    radial = np.bincount(r.ravel(), p.ravel()) / np.maximum(np.bincount(r.ravel()), 1)
+    k = np.arange(2, n // 2)  # skip DC and the lowest ring; stop at Nyquist
+    ok = radial[k] > 0
+    if ok.sum() < 3:
+        return 0.0
+    return float(np.polyfit(np.log(k[ok]), np.log(radial[k][ok]), 1)[0])
+
+
+def slope_degrees(height: np.ndarray, z_per_unit_per_px: float) -> np.ndarray:
+    gy, gx = np.gradient(height.astype(np.float64) * z_per_unit_per_px)
+    return np.degrees(np.arctan(np.hypot(gx, gy)))
+
+
+def _w1(a: np.ndarray, b: np.ndarray) -> float | None:
+    from scipy.stats import wasserstein_distance
+
+    if a.size == 0 or b.size == 0:
+        return None
+    return float(wasserstein_distance(a.ravel(), b.ravel()))
+
+
+def _subsample(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    x = x.ravel()
+    return x if x.size <= k else rng.choice(x, k, replace=False)
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def n_maps(names: list[str]) -> str:
+    return f"{len(names)} map{'s' if len(names) != 1 else ''}"
+
+
+def _stderr(*a: Any) -> None:
+    print(*a, file=sys.stderr)
+
+
+def resolve_model(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        for cand in ("model.onnx", "model.safetensors"):
+            if (p / cand).is_file():
+                return p / cand
+        raise EvalError(f"{p} holds no model.onnx or model.safetensors")
+    if not p.is_file():
+        raise EvalError(f"model {p} does not exist")
+    return p
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    *,
+    split: str = "val",
+    size: int = 256,
+    seeds: int = 3,
+    max_maps: int = 32,
+    classifier_steps: int = 300,
+    cell_size_m: float | None = None,
+    log=_stderr,
+) -> dict[str, Any]:
+    from terrain_core.runtime import TerrainGenerator
+
+    t0 = time.time()
+    root = Path(data)
+    if not root.is_dir():
+        raise EvalError(f"--data {root} is not a folder")
+    if size % 32 or size < 32:
+        raise EvalError(f"--size must be a positive multiple of 32, got {size}")
+    if seeds < 1:
+        raise EvalError("--seeds must be >= 1")
+    eval_names, used_split = split_or_all(root, split)
+    train_names, used_train = split_or_all(root, "train")
+    if not eval_names:
+        raise EvalError(f"{root} holds no maps (NAME_i2.png + NAME_t.png + NAME_h.png)")
+    eval_names = eval_names[:max_maps]
+    ev = load_maps(root, eval_names, size)
+    tr = load_maps(root, train_names[: max(max_maps, 8) * 4], size)
+    gen = TerrainGenerator.load(resolve_model(model))
+    info = gen.info
+    log(
+        f"evaluating {info.get('name', model)} ({gen.runtime}) on {n_maps(eval_names)}"
+        f" of split {used_split!r}"
+    )
+
+    # Generate: seed 0 for the main numbers, seeds 0..k-1 for diversity.
+    n = len(eval_names)
+    tex = np.zeros((seeds, n, size, size, 3), np.float32)
+    sha = np.zeros_like(tex)
+    hgt = np.zeros((seeds, n, size, size), np.float32)
+    t_gen = time.time()
+    for s in range(seeds):
+        for i in range(n):
+            r = gen.generate(ev.labels[i], seed=s)
+            tex[s, i], sha[s, i], hgt[s, i] = r.texture, r.shaded, r.height
+    t_gen = time.time() - t_gen
+
+    # 1. Segmentation consistency.
+    clf = train_classifier(tr.terrain, tr.labels, classifier_steps)
+    seg = {
+        "generated": seg_scores(classify(clf, sha[0]), ev.labels),
+        "real_ceiling": seg_scores(classify(clf, ev.terrain), ev.labels),
+        "classifier_train_maps": len(tr.names),
+        "classifier_train_split": used_train,
+    }
+
+    # 2. Shadow leak (correlations averaged over maps).
+    from training.samples import hillshade
+
+    def mean_corr(images: np.ndarray, heights: np.ndarray, az: float) -> float:
+        return float(
+            np.mean([pearson(lightness(im), hillshade(h, az)) for im, h in zip(images, heights, strict=True)])
+        )
+
+    leak: dict[str, Any] = {f"texture_{d}": mean_corr(tex[0], hgt[0], az) for d, az in DIRECTIONS.items()}
+    leak["generated_shaded_nw"] = mean_corr(sha[0], hgt[0], DIRECTIONS["nw"])
+    leak["real_shaded_nw"] = mean_corr(ev.terrain, ev.height, DIRECTIONS["nw"])  # upper reference
+    leak["albedo_nw"] = mean_corr(ev.albedo, ev.height, DIRECTIONS["nw"]) if ev.albedo is not None else None
+
+    # 3. Height realism.
+    lo, hi = info.get("height_range_m", [0.0, 1.0])
+    man = {}
+    try:
+        man = json.loads((root / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        pass
+    cell = float(cell_size_m or man.get("cell_size_m") or 0) or None
+    # Without a cell size, slopes are in normalised height units per pixel scaled so the real data's
+    # median slope is 30 degrees: comparable between generated and real, not physical.
+    if cell:
+        zk = (float(hi) - float(lo)) / 2.0 / cell
+        slope_units = f"degrees (height range {lo}..{hi} m, cell {cell} m)"
+    else:
+        g = np.median(
+            np.concatenate([np.hypot(*np.gradient(h.astype(np.float64))).ravel() for h in ev.height])
+        )
+        zk = float(np.tan(np.radians(30.0)) / max(g, 1e-9))
+        slope_units = "degrees at an exaggeration that puts the real median slope at 30 (no cell size known)"
+    rng = np.random.default_rng(0)
+    spec_g = np.array([spectral_slope(h) for h in hgt[0]])
+    spec_r = np.array([spectral_slope(h) for h in ev.height])
+    sl_g = np.stack([slope_degrees(h, zk) for h in hgt[0]])
+    sl_r = np.stack([slope_degrees(h, zk) for h in ev.height])
+    per_class: dict[str, Any] = {}
+    for c, name in enumerate(CLASS_NAMES):
+        m = ev.labels == c
+        if m.sum() < 50:
+            continue
+        per_class[name] = {
+            "pixels": int(m.sum()),
+            "slope_w1_deg": _w1(_subsample(sl_g[m], 20000, rng), _subsample(sl_r[m], 20000, rng)),
+            "height_w1": _w1(_subsample(hgt[0][m], 20000, rng), _subsample(ev.height[m], 20000, rng)),
+            "slope_mean_deg": {"generated": float(sl_g[m].mean()), "real": float(sl_r[m].mean())},
+        }
+    height = {
+        "spectral_slope": {
+            "generated_mean": float(spec_g.mean()),
+            "real_mean": float(spec_r.mean()),
+            "wasserstein": _w1(spec_g, spec_r),
+        },
+        "slope_angle": {
+            "units": slope_units,
+            "generated_mean": float(sl_g.mean()),
+            "real_mean": float(sl_r.mean()),
+            "wasserstein": _w1(_subsample(sl_g, 50000, rng), _subsample(sl_r, 50000, rng)),
+        },
+        "height_value_wasserstein": _w1(_subsample(hgt[0], 50000, rng), _subsample(ev.height, 50000, rng)),
+        "per_class": per_class,
+    }
+
+    # 4. Diversity across seeds.
+    diversity = {
+        "seeds": seeds,
+        "texture_std": float(tex.std(0).mean()) if seeds > 1 else 0.0,
+        "shaded_std": float(sha.std(0).mean()) if seeds > 1 else 0.0,
+        "height_std": float(hgt.std(0).mean()) if seeds > 1 else 0.0,
+        "real_height_std_across_maps": float(ev.height.std(0).mean()) if n > 1 else 0.0,
+    }
+
+    return {
+        "model": str(model),
+        "model_name": info.get("name"),
+        "runtime": gen.runtime,
+        "data": str(root),
+        "split": used_split,
+        "maps": n,
+        "size": size,
+        "segmentation": seg,
+        "shadow_leak": leak,
+        "height": height,
+        "diversity": diversity,
+        "seconds": {"generate": round(t_gen, 2), "total": round(time.time() - t0, 2)},
+    }
+
+
+def _summary(r: dict[str, Any]) -> str:
+    s, lk, h, d = r["segmentation"], r["shadow_leak"], r["height"], r["diversity"]
+    gen, ceil = s["generated"], s["real_ceiling"]
+    alb = "n/a" if lk["albedo_nw"] is None else f"{lk['albedo_nw']:.3f}"
+    sp, sa = h["spectral_slope"], h["slope_angle"]
+    return "\n".join(
+        [
+            f"segmentation: mIoU {gen['miou']:.3f} acc {gen['pixel_accuracy']:.3f} "
+            f"(ceiling on real: {ceil['miou']:.3f} / {ceil['pixel_accuracy']:.3f})",
+            f"shadow leak (texture vs NW hill-shade): {lk['texture_nw']:.3f}  "
+            f"[real shaded {lk['real_shaded_nw']:.3f}, albedo {alb}; other directions "
+            f"ne {lk['texture_ne']:.3f} se {lk['texture_se']:.3f} sw {lk['texture_sw']:.3f}]",
+            f"height: spectral slope gen {sp['generated_mean']:.2f} real {sp['real_mean']:.2f} "
+            f"(W1 {sp['wasserstein']:.3f}); slope angle W1 {sa['wasserstein']:.2f} deg",
+            f"diversity over {d['seeds']} seeds: texture std {d['texture_std']:.4f}, "
+            f"height std {d['height_std']:.4f}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model.onnx / model.safetensors, or an export folder")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--out", default=None, help="write the JSON here too")
+    p.add_argument("--split", default="val", help="split to evaluate (all maps when the data has none)")
+    p.add_argument("--size", type=int, default=256, help="centre crop side (multiple of 32)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per map for diversity")
+    p.add_argument("--max-maps", type=int, default=32)
+    p.add_argument("--classifier-steps", type=int, default=300)
+    p.add_argument("--cell-size-m", type=float, default=None, help="pixel size in metres (for slope angles)")
+    args = p.parse_args(argv)
+    try:
+        res = evaluate(
+            args.model,
+            args.data,
+            split=args.split,
+            size=args.size,
+            seeds=args.seeds,
+            max_maps=args.max_maps,
+            classifier_steps=args.classifier_steps,
+            cell_size_m=args.cell_size_m,
+        )
+    except EvalError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a bad model file gets the runtime's own clear message
+        from terrain_core.runtime import ModelFileError
+
+        if isinstance(e, ModelFileError):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+    text = json.dumps(res, indent=2)
+    print(text)
+    print(_summary(res), file=sys.stderr)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
