@@ -49,6 +49,7 @@ from training.losses import (
     update_g_enabled,
     weighted_total,
 )
+from training.manifest import read_manifest, split_names
 from training.nets import TrainGenerator, draw_flips
 from training.train_config import ConfigError, TrainConfig, config_to_toml, load_config
 from training.vgg import load_vgg19, perceptual_l1
@@ -453,38 +454,6 @@ def open_dataset(root: str | Path, crop: int, seed: int, split: str):
         raise UsageError(f"--data {root} is not a folder; build one with python -m training.build_dataset")
     names = split_names(root, split)
     return TerrainDataset(root, crop=crop, seed=seed, names=names)
-
-
-def split_names(root: Path, split: str) -> list[str] | None:
-    """Map names of ``split`` from the data set's manifest, or None (= every map)."""
-    if not split:
-        return None
-    try:
-        from training.data import dataset as dsmod
-
-        fn = getattr(dsmod, "split_names", None)
-        if fn is not None:
-            return fn(root, split)
-    except ImportError:
-        pass
-    man = root / "manifest.json"
-    if man.is_file():
-        try:
-            data = json.loads(man.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        splits = data.get("splits") if isinstance(data, dict) else None
-        if isinstance(splits, dict) and splits.get(split):
-            return list(splits[split])
-    return None
-
-
-def read_manifest(root: Path) -> dict[str, Any]:
-    man = Path(root) / "manifest.json"
-    try:
-        return json.loads(man.read_text()) if man.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 # ------------------------------------------------------------------------------------------------ output
