@@ -1,0 +1,750 @@
+"""Height maps, textures, splat masks and meshes from a generation, written without Blender.
+
+numpy only at import: Pillow is imported inside the functions that write images, because Blender's Python
+has no Pillow (the add-on writes images through bpy and uses only the numpy parts of this module: the OBJ
+writer, ``splat_masks``, ``hillshade``, ``plus_one_resample``). No scipy either, for the same reason.
+
+File names are fixed (other tools rely on them): ``texture.png`` (flat RGB), ``terrain.png`` (the shaded
+preview), ``height.png`` (16-bit), ``height.tif`` (32-bit float metres), ``splat_0.png`` / ``splat_1.png``,
+``terrain.obj`` + ``terrain.mtl``, ``meta.json``.
+
+Conventions
+- Image row 0 is north, column 0 is west; the light of the data (and of ``hillshade``) comes from the
+  north-west, the upper-left of the image.
+- OBJ, ``up_axis="y"`` (the OBJ default, what Blender's and most engines' importers expect): x = east,
+  y = up (height in metres), z = south (image rows). Blender's importer (forward -Z, up Y) turns that into
+  x = east, y = north, z = up. ``up_axis="z"``: x = east, y = north, z = up, for tools that read Z-up.
+  The mesh is centred on the origin in x/z (or x/y); heights are absolute metres.
+- Vertices sit on pixel centres (uv = pixel centre), so a W-pixel height map spans (W - 1) cells. With
+  ``plus_one`` the height is resampled to (H + 1) x (W + 1) samples on the pixel corners, so the mesh spans
+  exactly W cells and the W-pixel texture covers it with uv 0..1 at the corners; that is the "2^n + 1"
+  height grid game engines (Unity, Unreal) expect, while textures stay at 2^n, which GPUs prefer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from terrain_core.labels import CLASS_NAMES, NUM_CLASSES, check_labels, class_shares
+from terrain_core.result import TerrainResult, to_uint8
+
+# --format names, in writing order (meta last: it lists the others).
+FORMATS: tuple[str, ...] = ("texture", "terrain", "height16", "heightf", "splat", "obj", "meta")
+ALL = FORMATS
+FILES: dict[str, tuple[str, ...]] = {
+    "texture": ("texture.png",),
+    "terrain": ("terrain.png",),
+    "height16": ("height.png",),
+    "heightf": ("height.tif",),
+    "splat": ("splat_0.png", "splat_1.png"),
+    "obj": ("terrain.obj", "terrain.mtl"),
+    "meta": ("meta.json",),
+}
+# Ground distance between two height samples when neither the caller nor the model says: about the
+# resolution of public global elevation data (SRTM/Copernicus 1 arc-second).
+DEFAULT_CELL_SIZE_M = 30.0
+# Splat masks get this much Gaussian softening (sigma, pixels) so that engine terrain layers blend instead
+# of stepping at class borders; 0 keeps hard one-pixel borders.
+SPLAT_SOFTEN_PX = 1.0
+# Splat channel layout: classes 0-3 in splat_0 RGBA, 4-6 in splat_1 RGB, splat_1 alpha a spare 0.
+SPLAT_CHANNELS: dict[str, tuple[str | None, ...]] = {
+    "splat_0.png": CLASS_NAMES[0:4],
+    "splat_1.png": (*CLASS_NAMES[4:7], None),
+}
+META_VERSION = 1
+
+
+class ExportError(RuntimeError):
+    """Writing the outputs failed; nothing was left half-written. The message says why."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Height helpers
+
+
+def hillshade(
+    height_m: np.ndarray, cell_size_m: float, azimuth_deg: float = 315.0, altitude_deg: float = 45.0
+) -> np.ndarray:
+    """Lambertian hill-shading [H, W] float32 in 0..1 of a height map in metres (Horn's 3x3 gradient).
+
+    ``azimuth_deg`` is the compass direction the light comes from (0 = north = up in the image, 90 = east,
+    315 = north-west = upper-left); ``altitude_deg`` its angle above the horizon. A flat plane gets
+    sin(altitude). Borders use edge-replicated heights.
+    """
+    h = np.asarray(height_m, dtype=np.float64)
+    if h.ndim != 2 or h.size == 0:
+        raise ValueError(f"height must be a non-empty [H, W] array, got shape {h.shape}")
+    if not cell_size_m > 0:
+        raise ValueError(f"cell_size_m must be positive, got {cell_size_m}")
+    p = np.pad(h, 1, mode="edge")
+    # Horn: weighted differences over the 3x3 neighbourhood (rows go south, columns go east).
+    east = (
+        (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
+    ) / (8.0 * cell_size_m)
+    south = (
+        (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
+    ) / (8.0 * cell_size_m)
+    north = -south
+    az, alt = np.radians(azimuth_deg), np.radians(altitude_deg)
+    # Unit vector towards the light in (east, north, up); the surface normal is (-dz/de, -dz/dn, 1)/|.|.
+    lx, ly, lz = np.sin(az) * np.cos(alt), np.cos(az) * np.cos(alt), np.sin(alt)
+    shade = (-east * lx - north * ly + lz) / np.sqrt(east**2 + north**2 + 1.0)
+    return np.clip(shade, 0.0, 1.0).astype(np.float32)
+
+
+def plus_one_resample(img: np.ndarray) -> np.ndarray:
+    """Resample [H, W] or [H, W, C] pixels to (H + 1) x (W + 1) samples on the pixel corners (bilinear).
+
+    Corner (i, j) lies between pixel centres i - 1 and i (j - 1 and j): interior corners average their four
+    pixels, border corners take the edge pixels. Used for the "2^n + 1" height grids of game engines.
+    """
+    a = np.asarray(img)
+    if a.ndim not in (2, 3) or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"expected [H, W] or [H, W, C], got shape {a.shape}")
+    a = a.astype(np.float32, copy=False)
+    p = np.concatenate([a[:1], a, a[-1:]], axis=0)
+    p = np.concatenate([p[:, :1], p, p[:, -1:]], axis=1)  # [H + 2, W + 2(, C)]
+    return 0.25 * (p[:-1, :-1] + p[1:, :-1] + p[:-1, 1:] + p[1:, 1:])
+
+
+def height_to_uint16(height_norm: np.ndarray) -> np.ndarray:
+    """The training data's 16-bit encoding of a normalised height in -1..1: round((h + 1) * 32767.5)."""
+    h = np.asarray(height_norm, dtype=np.float64)
+    if not np.isfinite(h).all():
+        raise ValueError("height contains NaN or infinite values")
+    return np.rint((np.clip(h, -1.0, 1.0) + 1.0) * 32767.5).astype(np.uint16)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Image writers (Pillow imported here, not at module import)
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError as e:  # inside Blender: the add-on saves images through bpy instead
+        raise ExportError("writing PNG/TIFF files needs Pillow (pip install pillow)") from e
+    return Image
+
+
+def write_height_png16(path: str | Path, height_norm: np.ndarray) -> Path:
+    """16-bit grayscale PNG of a normalised height [H, W] in -1..1 (uint16 = round((h + 1) * 32767.5))."""
+    h = np.asarray(height_norm)
+    if h.ndim != 2:
+        raise ValueError(f"height must be [H, W], got shape {h.shape}")
+    Image = _pil()
+    path = Path(path)
+    Image.fromarray(height_to_uint16(h)).save(path, format="PNG")
+    return path
+
+
+def write_height_tiff(path: str | Path, height_m: np.ndarray) -> Path:
+    """32-bit float TIFF of a height map [H, W] in metres (Pillow mode 'F'; GDAL, Blender, QGIS read it)."""
+    h = np.asarray(height_m, dtype=np.float32)
+    if h.ndim != 2:
+        raise ValueError(f"height must be [H, W], got shape {h.shape}")
+    if not np.isfinite(h).all():
+        raise ValueError("height contains NaN or infinite values")
+    Image = _pil()
+    path = Path(path)
+    Image.fromarray(np.ascontiguousarray(h), mode="F").save(path, format="TIFF")
+    return path
+
+
+def write_texture_png(path: str | Path, rgb: np.ndarray) -> Path:
+    """RGB PNG from [H, W, 3] uint8 (or float 0..1) pixels."""
+    a = np.asarray(rgb)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"texture must be [H, W, 3], got shape {a.shape}")
+    if a.dtype != np.uint8:
+        a = to_uint8(a.astype(np.float32))
+    Image = _pil()
+    path = Path(path)
+    Image.fromarray(np.ascontiguousarray(a[..., :3])).save(path, format="PNG")
+    return path
+
+
+def write_rgba_png(path: str | Path, rgba: np.ndarray) -> Path:
+    a = np.asarray(rgba)
+    if a.ndim != 3 or a.shape[2] != 4 or a.dtype != np.uint8:
+        raise ValueError(f"expected [H, W, 4] uint8, got {a.shape} {a.dtype}")
+    Image = _pil()
+    path = Path(path)
+    Image.fromarray(np.ascontiguousarray(a), mode="RGBA").save(path, format="PNG")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------
+# Splat masks
+
+
+def _gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of [H, W] float32 with edge-replicated borders, in plain numpy."""
+    r = max(1, int(np.ceil(3.0 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2).astype(np.float32)
+    k /= k.sum()
+    h, w = x.shape
+    p = np.pad(x, ((r, r), (0, 0)), mode="edge")
+    y = sum(k[i] * p[i : i + h] for i in range(2 * r + 1))
+    p = np.pad(y, ((0, 0), (r, r)), mode="edge")
+    return sum(k[i] * p[:, i : i + w] for i in range(2 * r + 1))
+
+
+def splat_masks(labels: np.ndarray, soften_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class weights as two RGBA uint8 images [H, W, 4] (splat_0: classes 0-3; splat_1: 4-6 + spare 0).
+
+    The 8 weights of every pixel sum to exactly 255 (largest-remainder rounding). ``soften_px`` > 0 blurs
+    the class masks with a Gaussian of that sigma first, for soft transitions between terrain layers.
+    """
+    lab = np.asarray(labels)
+    check_labels(lab)
+    h, w = lab.shape
+    weights = np.zeros((h, w, 8), dtype=np.float32)  # [H, W, 8]; channel 7 is the spare
+    for c in range(NUM_CLASSES):
+        m = (lab == c).astype(np.float32)
+        if soften_px > 0 and m.any():
+            m = _gaussian_blur(m, float(soften_px))
+        weights[..., c] = m
+    weights /= np.maximum(weights.sum(-1, keepdims=True), 1e-12)
+    scaled = weights * 255.0
+    out = np.floor(scaled).astype(np.int32)
+    # Hand the units lost to flooring to the channels with the largest remainders, so sums are exactly 255.
+    missing = 255 - out.sum(-1)  # [H, W], 0..7
+    if missing.any():
+        order = np.argsort(-(scaled - out), axis=-1, kind="stable")  # [H, W, 8]
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(8)[None, None, :].repeat(h, 0).repeat(w, 1), axis=-1)
+        out += (rank < missing[..., None]).astype(np.int32)
+    out = out.astype(np.uint8)
+    return np.ascontiguousarray(out[..., :4]), np.ascontiguousarray(out[..., 4:])
+
+
+# --------------------------------------------------------------------------------------------------------
+# OBJ + MTL, formatted with array operations (no per-vertex Python)
+
+_OBJ_CHUNK = 1 << 16  # lines formatted per block: bounds memory (~10 MB) whatever the map size
+
+
+def _digit_tables() -> tuple[np.ndarray, np.ndarray]:
+    """ASCII of 0..9999 as 4-byte words ('<u4'), and of 4-decimal fractions ".1234" as [10000, 5] bytes.
+
+    Formatting by table lookup: one integer division per 4 digits instead of one per digit. Integer table
+    modes (index = value + 10000 * mode): 0 = a leading group that is all zero (prints nothing), 1 = the
+    first printed group (no leading zeros; 0 prints "0"), 2 = an inner group (zero-padded). Unused
+    positions are spaces. Fractions have their trailing zeros (and, for 0, the dot) replaced by spaces.
+    """
+    k = np.arange(10000, dtype=np.int64)[:, None]
+    pw = 10 ** np.arange(3, -1, -1, dtype=np.int64)[None]  # [1, 4]: 1000, 100, 10, 1
+    digits = ((k // pw) % 10 + 48).astype(np.uint8)  # [10000, 4] zero-padded "0042"
+    leading = (k >= pw) | (pw == 1)  # digits printed without leading zeros
+    ints = np.full((3, 10000, 4), ord(" "), dtype=np.uint8)  # [mode, value, byte]
+    ints[1] = np.where(leading, digits, ord(" "))
+    ints[2] = digits
+    frac = np.full((10000, 5), ord(" "), dtype=np.uint8)
+    frac[:, 0] = np.where(k[:, 0] > 0, ord("."), ord(" "))
+    frac[:, 1:] = np.where(k % (pw * 10) != 0, digits, ord(" "))  # digit j kept unless it and the rest are 0
+    return ints.reshape(-1, 4).view("<u4").ravel(), frac
+
+
+_TABLES: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _tables() -> tuple[np.ndarray, np.ndarray]:
+    global _TABLES
+    if _TABLES is None:
+        _TABLES = _digit_tables()
+    return _TABLES
+
+
+def _ascii_uint(a: np.ndarray, groups: int) -> np.ndarray:
+    """[N] non-negative int64 < 10**(4 * groups) -> [N, 4 * groups] uint8 ASCII, right-aligned, space-filled."""
+    a = np.asarray(a, dtype=np.int64)
+    words = np.empty((a.shape[0], groups), dtype="<u4")
+    table = _tables()[0]
+    rest = a
+    for i in range(groups - 1, -1, -1):  # least significant group first
+        q = rest // 10000 if i > 0 else None
+        val = rest - q * 10000 if q is not None else rest
+        lo_bound = 10 ** (4 * (groups - 1 - i)) if i < groups - 1 else 0  # the last group always prints
+        mode = (a >= 10 ** (4 * (groups - i))).astype(np.int64) + (a >= lo_bound)
+        words[:, i] = table[val + 10000 * mode]
+        rest = q
+    return words.view(np.uint8)
+
+
+def _digit_count(a: np.ndarray, width: int) -> np.ndarray:
+    nd = np.ones(a.shape, dtype=np.int64)
+    for j in range(1, width):
+        nd += a >= 10**j
+    return nd
+
+
+def _int_text(a: np.ndarray, width: int) -> np.ndarray:
+    """[N] non-negative ints < 10**width -> digits right-aligned, space-filled: [N, width] uint8."""
+    groups = (width + 3) // 4
+    return _ascii_uint(a, groups)[:, 4 * groups - width :]
+
+
+_SPACES = np.array([0x2020202020202020 << (8 * n) & 0xFFFFFFFFFFFFFFFF for n in range(9)], dtype="<u8")
+
+
+def _left_aligned(a: np.ndarray, width: int) -> np.ndarray:
+    """[N] non-negative ints < 10**width -> digits left-aligned, space-filled: [N, width] uint8."""
+    nd = _digit_count(a, width)
+    if width <= 8:
+        # In one little-endian word byte i is bits 8i..8i+7: shifting right by 8 * (8 - nd) bits moves
+        # the digits from the end of the word to its start; the freed high bytes become spaces.
+        r8 = np.ascontiguousarray(_ascii_uint(a, 2)).view("<u8")[:, 0]
+        l8 = np.right_shift(r8, (8 * (8 - nd)).astype(np.uint64)) & ~_SPACES[nd] | _SPACES[nd]
+        return l8[:, None].view(np.uint8)[:, :width]
+    r = _int_text(a, width)  # beyond 10**8 vertices: the general, slower way
+    src = np.minimum(np.arange(width)[None] + (width - nd)[:, None], width - 1)  # [N, width]
+    return np.where(np.arange(width)[None] < nd[:, None], np.take_along_axis(r, src, axis=1), np.uint8(32))
+
+
+def _index_tokens(first: int, count: int, width: int) -> np.ndarray:
+    """Face corner text " 12/12" of vertices first .. first + count - 1: [count, 2 * width + 2] uint8.
+
+    The vertex index is right-aligned and the uv index left-aligned, so the padding spaces fall between
+    tokens (OBJ separates them by any run of whitespace) and every face line of a file has one width.
+    """
+    a = np.arange(first, first + count, dtype=np.int64)
+    out = np.empty((count, 2 * width + 2), dtype=np.uint8)
+    out[:, 0] = ord(" ")
+    out[:, 1 : width + 1] = _int_text(a, width)
+    out[:, width + 1] = ord("/")
+    out[:, width + 2 :] = _left_aligned(a, width)
+    return out
+
+
+def _height_text(h: np.ndarray, int_width: int) -> np.ndarray:
+    """[N] metres -> " -123.4567" [N, int_width + 7] uint8: 4 decimals, trailing zeros as spaces."""
+    q = np.rint(np.asarray(h, dtype=np.float64) * 1e4).astype(np.int64)
+    a = np.abs(q)
+    ip = a // 10000
+    out = np.empty((a.shape[0], int_width + 7), dtype=np.uint8)
+    out[:, :2] = ord(" ")
+    out[:, 2 : int_width + 2] = _int_text(ip, int_width)
+    neg = np.nonzero(q < 0)[0]
+    out[neg, int_width + 1 - _digit_count(ip[neg], int_width)] = ord("-")  # right before the first digit
+    out[:, int_width + 2 :] = _tables()[1][a - ip * 10000]
+    return out
+
+
+def _fmt(v: float, fmt: str) -> bytes:
+    s = fmt % v
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return b"0" if s in ("-0", "") else s.encode()
+
+
+def _text_table(values: np.ndarray, fmt: str) -> np.ndarray:
+    """Few distinct values (a grid's row or column coordinates) as " 12.5" right-justified: [n, W] uint8."""
+    strs = [b" " + _fmt(v, fmt) for v in np.asarray(values, dtype=np.float64)]
+    w = max(len(s) for s in strs)
+    return np.frombuffer(b"".join(s.rjust(w) for s in strs), np.uint8).reshape(len(strs), w)
+
+
+def _assemble(lead: tuple[int, ...], parts: list[np.ndarray | bytes], out: np.ndarray | None = None):
+    """Lines from parts (arrays broadcasting to [*lead, w], or constant bytes): uint8 [*lead, sum(w)]."""
+    widths = [len(p) if isinstance(p, bytes) else p.shape[-1] for p in parts]
+    if out is None:
+        out = np.empty((*lead, sum(widths)), dtype=np.uint8)
+    col = 0
+    for p, w in zip(parts, widths, strict=True):
+        out[..., col : col + w] = np.frombuffer(p, np.uint8) if isinstance(p, bytes) else p
+        col += w
+    return out
+
+
+def _grid_indices(n: int, step: int) -> np.ndarray:
+    """Sample positions 0, step, 2*step, ... always including the last one (n - 1)."""
+    idx = np.arange(0, n, step)
+    if idx[-1] != n - 1:
+        idx = np.append(idx, n - 1)
+    return idx
+
+
+def write_obj(
+    path_obj: str | Path,
+    height_m: np.ndarray,
+    cell_size_m: float | None = None,
+    *,
+    size_m: float | None = None,
+    texture_name: str = "texture.png",
+    material: str = "terrain",
+    step: int = 1,
+    up_axis: str = "y",
+    corner_uv: bool = False,
+    write_mtl: bool = True,
+) -> dict[str, Any]:
+    """Write a textured height-field mesh: ``path_obj`` and, beside it, the MTL (same stem, ``.mtl``).
+
+    ``height_m`` [H, W] in metres becomes an (H x W)-vertex grid, two triangles per cell, counter-clockwise
+    seen from above (normals up). Spacing: ``cell_size_m`` between samples, or ``size_m`` = the width of the
+    whole mesh in metres; default ``DEFAULT_CELL_SIZE_M``. ``step`` > 1 keeps every step-th sample (the
+    last row and column always stay) for lighter meshes. ``corner_uv``: vertices are on pixel corners (a
+    ``plus_one_resample``d height under a W-pixel texture: uv 0..1) instead of pixel centres. Axis
+    conventions: module docstring. Returns counts and the paths written.
+    """
+    h = np.asarray(height_m, dtype=np.float64)
+    if h.ndim != 2 or h.shape[0] < 2 or h.shape[1] < 2:
+        raise ValueError(f"height must be [H, W] with H, W >= 2, got shape {h.shape}")
+    if not np.isfinite(h).all():
+        raise ValueError("height contains NaN or infinite values")
+    if up_axis not in ("y", "z"):
+        raise ValueError(f"up_axis must be 'y' or 'z', got {up_axis!r}")
+    if int(step) != step or step < 1:
+        raise ValueError(f"step must be a positive integer, got {step}")
+    rows_n, cols_n = h.shape
+    if size_m is not None:
+        if cell_size_m is not None:
+            raise ValueError("give cell_size_m or size_m, not both")
+        if not size_m > 0:
+            raise ValueError(f"size_m must be positive, got {size_m}")
+        cell_size_m = size_m / (cols_n - 1)
+    cell = DEFAULT_CELL_SIZE_M if cell_size_m is None else float(cell_size_m)
+    if not cell > 0:
+        raise ValueError(f"cell_size_m must be positive, got {cell}")
+
+    ri, ci = _grid_indices(rows_n, int(step)), _grid_indices(cols_n, int(step))
+    nr, nc = len(ri), len(ci)
+    path_obj = Path(path_obj)
+    path_mtl = path_obj.with_suffix(".mtl")
+    # Ground positions in metres, centred on the origin; pixel rows run south.
+    east = ci * cell - (cols_n - 1) * cell / 2.0  # [nc]
+    south = ri * cell - (rows_n - 1) * cell / 2.0  # [nr]
+    if corner_uv:
+        u, v = ci / (cols_n - 1), 1.0 - ri / (rows_n - 1)
+    else:  # pixel centres of an H x W texture; OBJ's v runs up from the bottom of the image
+        u, v = (ci + 0.5) / cols_n, 1.0 - (ri + 0.5) / rows_n
+    hs = h[np.ix_(ri, ci)]  # [nr, nc]
+
+    n_v = nr * nc
+    n_f = 2 * (nr - 1) * (nc - 1)
+    rows_per_chunk = max(1, _OBJ_CHUNK // nc)
+    with open(path_obj, "wb") as f:
+        f.write(
+            (
+                f"# terrain-gan height-field mesh: {nc} x {nr} vertices, {n_f} triangles\n"
+                f"# units: metres; up axis: {up_axis.upper()}; "
+                + ("x east, y up, z south\n" if up_axis == "y" else "x east, y north, z up\n")
+                + f"mtllib {path_mtl.name}\no terrain\n"
+            ).encode()
+        )
+        # Lines are assembled as byte matrices with a few strided copies and written straight from
+        # memory. Ground coordinates and uvs depend only on the column or only on the row: they are
+        # formatted once per column/row and broadcast; heights and indices are formatted per vertex by
+        # table lookup. Numbers are padded with spaces to one width per column, so there is nothing to
+        # squeeze out afterwards (OBJ takes any run of spaces between tokens).
+        tx = _text_table(east, "%.4f")[None]  # [1, nc, w]
+        trow = _text_table(south if up_axis == "y" else -south, "%.4f")  # [nr, w]
+        int_width = len(str(int(np.abs(np.rint(hs * 1e4)).max()) // 10000))
+        for r0 in range(0, nr, rows_per_chunk):  # v x y z
+            r1 = min(nr, r0 + rows_per_chunk)
+            ht = _height_text(hs[r0:r1].ravel(), int_width).reshape(r1 - r0, nc, -1)
+            tr = trow[r0:r1, None]
+            parts = [b"v", tx, ht, tr, b"\n"] if up_axis == "y" else [b"v", tx, tr, ht, b"\n"]
+            f.write(_assemble((r1 - r0, nc), parts).ravel())
+        tu, tv = _text_table(u, "%.6f")[None], _text_table(v, "%.6f")
+        for r0 in range(0, nr, rows_per_chunk):  # vt u v
+            r1 = min(nr, r0 + rows_per_chunk)
+            f.write(_assemble((r1 - r0, nc), [b"vt", tu, tv[r0:r1, None], b"\n"]).ravel())
+        f.write(f"usemtl {material}\ns 1\n".encode())
+        # f a/a b/b c/c: vertex and uv lists share one order, so each corner uses the same index twice.
+        width = len(str(n_v))
+        for r0 in range(0, nr - 1, rows_per_chunk):
+            r1 = min(nr - 1, r0 + rows_per_chunk)
+            # Corner text of the vertices on rows r0 .. r1 (cell rows r0 .. r1 - 1 touch those); each
+            # cell corner is then a strided view of it, no gather.
+            t = _index_tokens(r0 * nc + 1, (r1 - r0 + 1) * nc, width).reshape(r1 - r0 + 1, nc, -1)
+            tl, bl, tr_, br = t[:-1, :-1], t[1:, :-1], t[:-1, 1:], t[1:, 1:]
+            # Per cell: (top-left, bottom-left, top-right) and (top-right, bottom-left, bottom-right) are
+            # counter-clockwise seen from above in both axis conventions (normals up).
+            out = np.empty((r1 - r0, nc - 1, 2, 2 + 3 * t.shape[-1]), dtype=np.uint8)
+            for j, tri in enumerate(((tl, bl, tr_), (tr_, bl, br))):
+                _assemble((r1 - r0, nc - 1), [b"f", *tri, b"\n"], out=out[:, :, j])
+            f.write(out.ravel())
+    if write_mtl:
+        path_mtl.write_text(
+            f"# terrain-gan material\nnewmtl {material}\nKa 1.000 1.000 1.000\nKd 1.000 1.000 1.000\n"
+            f"Ks 0.000 0.000 0.000\nNs 1.0\nd 1.0\nillum 1\nmap_Kd {texture_name}\n"
+        )
+    return {
+        "obj": path_obj,
+        "mtl": path_mtl if write_mtl else None,
+        "vertices": n_v,
+        "faces": n_f,
+        "cell_size_m": cell * int(step),
+        "step": int(step),
+        "up_axis": up_axis,
+    }
+
+
+def _obj_reference_loop(path_obj: str | Path, height_m: np.ndarray, cell_size_m: float = 1.0) -> None:
+    """SPEED BASELINE ONLY (benchmarks and tests): the original's way, a Python loop per vertex and face.
+
+    Mimics its cost (one formatted write per line, ``v x z y`` with 6 decimals, per-cell faces) so the
+    vectorised ``write_obj`` can be timed against it. Unlike the original it puts a newline after
+    ``s 1``. Do not use it to export.
+    """
+    h = np.asarray(height_m, dtype=np.float64)
+    rows_n, cols_n = h.shape
+    path_obj = Path(path_obj)
+    with open(path_obj, "w") as f:
+        f.write(f"mtllib {path_obj.with_suffix('.mtl').name}\n")
+        for y in range(rows_n):
+            for x in range(cols_n):
+                f.write("v %f %f %f\n" % (x * cell_size_m, h[y, x], y * cell_size_m))
+        for y in range(rows_n):
+            for x in range(cols_n):
+                f.write("vt %f %f\n" % (x / (cols_n - 1), 1 - y / (rows_n - 1)))
+        f.write("usemtl terrain\ns 1\n")
+        for y in range(rows_n - 1):
+            for x in range(cols_n - 1):
+                a = y * cols_n + x + 1
+                b, c, d = a + cols_n, a + 1, a + cols_n + 1
+                f.write("f %d/%d %d/%d %d/%d\n" % (a, a, b, b, c, c))
+                f.write("f %d/%d %d/%d %d/%d\n" % (c, c, b, b, d, d))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Everything at once, atomically
+
+
+def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Format names from "texture,obj" / an iterable / None (= all), in writing order; ValueError if unknown."""
+    if formats is None:
+        return FORMATS
+    names = [s.strip() for s in formats.split(",")] if isinstance(formats, str) else [str(s) for s in formats]
+    names = [n for n in names if n]
+    if "all" in names:
+        return FORMATS
+    bad = [n for n in names if n not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)} (or all)")
+    if not names:
+        raise ValueError(f"no format given; choose from {', '.join(FORMATS)} (or all)")
+    return tuple(n for n in FORMATS if n in names)
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return str(x)
+
+
+def _check_result(result: TerrainResult) -> tuple[int, int]:
+    h, w = np.asarray(result.height).shape[:2]
+    if np.asarray(result.height).ndim != 2 or h < 2 or w < 2:
+        raise ValueError(f"result.height must be [H, W] with H, W >= 2, got {np.shape(result.height)}")
+    for name in ("texture", "shaded"):
+        a = np.asarray(getattr(result, name))
+        if a.shape != (h, w, 3):
+            raise ValueError(f"result.{name} must be [{h}, {w}, 3], got {a.shape}")
+    if np.asarray(result.labels).shape != (h, w):
+        raise ValueError(f"result.labels must be [{h}, {w}], got {np.shape(result.labels)}")
+    if not np.isfinite(result.height).all():
+        raise ValueError("result.height contains NaN or infinite values")
+    lo, hi = result.height_range_m
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        raise ValueError(f"result.height_range_m must be finite with hi > lo, got {result.height_range_m}")
+    return h, w
+
+
+def write_outputs(
+    result: TerrainResult,
+    out_dir: str | Path,
+    formats: str | Iterable[str] | None = ALL,
+    *,
+    plus_one: bool = False,
+    size_m: float | None = None,
+    cell_size_m: float | None = None,
+    obj_step: int = 1,
+    obj_up_axis: str = "y",
+    splat_soften_px: float = SPLAT_SOFTEN_PX,
+    extra_meta: dict[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Write the chosen files of ``result`` into ``out_dir``; returns {file name: path}.
+
+    Everything is written into a temporary sibling folder first and moved into ``out_dir`` only when all
+    files are complete, so a failure (disk full, bad input, unwritable folder) leaves nothing half-written:
+    ``out_dir`` is then as it was (and absent if it did not exist). Existing files of the same names are
+    replaced. ``plus_one``: height files and mesh on (H + 1) x (W + 1) corner samples (module docstring).
+    ``size_m`` is the terrain's width in metres (default: ``cell_size_m`` per pixel, else
+    ``DEFAULT_CELL_SIZE_M``). ``extra_meta`` is merged into meta.json (e.g. the inputs given to the CLI).
+    Raises ``ValueError`` for bad arguments and ``ExportError`` when writing fails.
+    """
+    fmts = parse_formats(formats)
+    h, w = _check_result(result)
+    if size_m is not None and cell_size_m is not None:
+        raise ValueError("give size_m or cell_size_m, not both")
+    if size_m is not None:
+        if not size_m > 0:
+            raise ValueError(f"size_m must be positive, got {size_m}")
+        cell = float(size_m) / w
+    else:
+        cell = float(cell_size_m) if cell_size_m is not None else DEFAULT_CELL_SIZE_M
+        if not cell > 0:
+            raise ValueError(f"cell_size_m must be positive, got {cell}")
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir} exists and is not a folder; choose another output folder")
+    parent = out_dir.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
+    except OSError as e:
+        raise ExportError(f"cannot write into {parent}: {e.strerror or e}") from e
+
+    timings: dict[str, float] = {}
+    written: dict[str, Path] = {}
+    info: dict[str, Any] = {}
+    try:
+        height_norm = np.asarray(result.height, dtype=np.float32)
+        height_m = np.asarray(result.height_m, dtype=np.float32)
+        if plus_one:
+            height_norm = plus_one_resample(height_norm)
+            height_m = plus_one_resample(height_m)
+        for fmt in fmts:
+            if fmt == "meta":
+                continue
+            t0 = time.perf_counter()
+            if fmt == "texture":
+                write_texture_png(tmp / "texture.png", result.texture_rgb)
+            elif fmt == "terrain":
+                write_texture_png(tmp / "terrain.png", result.shaded_rgb)
+            elif fmt == "height16":
+                write_height_png16(tmp / "height.png", height_norm)
+            elif fmt == "heightf":
+                write_height_tiff(tmp / "height.tif", height_m)
+            elif fmt == "splat":
+                s0, s1 = splat_masks(result.labels, soften_px=splat_soften_px)
+                write_rgba_png(tmp / "splat_0.png", s0)
+                write_rgba_png(tmp / "splat_1.png", s1)
+            elif fmt == "obj":
+                # The mesh spans the texture's full extent with plus_one (corners), else pixel centres.
+                obj = write_obj(
+                    tmp / "terrain.obj", height_m, cell, texture_name="texture.png", step=obj_step,
+                    up_axis=obj_up_axis, corner_uv=plus_one,
+                )
+                info["obj"] = {k: obj[k] for k in ("vertices", "faces", "step", "up_axis", "cell_size_m")}
+                info["obj"]["texture"] = "texture.png"
+            timings[f"write_{fmt}"] = time.perf_counter() - t0
+            for name in FILES[fmt]:
+                written[name] = tmp / name
+        if "meta" in fmts:
+            meta = _meta(result, fmts, written, info, timings, plus_one, cell, height_m, extra_meta)
+            (tmp / "meta.json").write_text(json.dumps(_json_safe(meta), indent=2) + "\n")
+            written["meta.json"] = tmp / "meta.json"
+        return _move_into(tmp, out_dir, list(written))
+    except OSError as e:
+        raise ExportError(f"writing the outputs into {out_dir} failed, nothing was written: {e}") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _meta(
+    result: TerrainResult,
+    fmts: tuple[str, ...],
+    written: dict[str, Path],
+    info: dict[str, Any],
+    timings: dict[str, float],
+    plus_one: bool,
+    cell: float,
+    height_m: np.ndarray,
+    extra_meta: dict[str, Any] | None,
+) -> dict[str, Any]:
+    h, w = result.size
+    files: dict[str, Any] = {}
+    for name, p in written.items():
+        entry: dict[str, Any] = {"bytes": p.stat().st_size}
+        if name in ("height.png", "height.tif"):
+            entry["size"] = list(height_m.shape[::-1])  # [width, height]
+        elif name.endswith(".png"):
+            entry["size"] = [w, h]
+        files[name] = entry
+    if "height.png" in files:
+        files["height.png"]["encoding"] = (
+            "uint16 v = round((h + 1) * 32767.5), h = v / 32767.5 - 1 in -1..1; "
+            "metres = lo + (h + 1) / 2 * (hi - lo) with [lo, hi] = height_range_m"
+        )
+    if "height.tif" in files:
+        files["height.tif"]["encoding"] = "float32 metres"
+    for name, chans in SPLAT_CHANNELS.items():
+        if name in files:
+            files[name]["channels"] = dict(zip("RGBA", chans, strict=True))
+    lo, hi = result.height_range_m
+    meta: dict[str, Any] = {
+        "format": "terrain-gan-output",
+        "meta_version": META_VERSION,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seed": int(result.seed),
+        "model": result.model,
+        "size": [w, h],
+        "height_range_m": [float(lo), float(hi)],
+        "height_stats_m": {
+            "min": float(height_m.min()), "max": float(height_m.max()), "mean": float(height_m.mean())
+        },
+        "cell_size_m": cell,
+        "extent_m": [w * cell, h * cell],
+        "plus_one": bool(plus_one),
+        "orientation": "image row 0 = north, column 0 = west; light from the north-west",
+        "formats": list(fmts),
+        "files": files,
+        "class_shares": class_shares(result.labels),
+        "timings": {**{k: float(v) for k, v in result.timings.items()}, **timings},
+        **info,
+    }
+    for k, v in (extra_meta or {}).items():
+        if k == "timings" and isinstance(v, dict):
+            meta["timings"].update(v)
+        else:
+            meta[k] = v
+    return meta
+
+
+def _move_into(tmp: Path, out_dir: Path, names: list[str]) -> dict[str, Path]:
+    """Move finished files from ``tmp`` into ``out_dir``; on failure undo what this call added."""
+    # Check every destination before moving anything: a rename that would fail is found here, not halfway.
+    for name in names:
+        if (out_dir / name).is_dir():
+            raise IsADirectoryError(f"{out_dir / name} is a folder; remove it or choose another output folder")
+    created_dir = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    moved: list[Path] = []
+    try:
+        for name in names:
+            dst = out_dir / name
+            # Same file system (a sibling folder), so this is a rename: all or nothing per file.
+            os.replace(tmp / name, dst)
+            moved.append(dst)
+    except OSError:
+        for p in moved:
+            p.unlink(missing_ok=True)
+        if created_dir:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    return {name: out_dir / name for name in names}
