@@ -185,13 +185,23 @@ def export_model(
     net = _as_inference_net(model, gen, shadow)
     was_training = net.training
     net = net.eval()
+    # Both files go to temporary names beside their targets and are renamed only once both are complete:
+    # a failure leaves the previous pair (or nothing), never a new .safetensors beside an old .onnx.
+    tmp_st = _temp_beside(st_path)
+    tmp_onnx = _temp_beside(onnx_path) if onnx else None
     try:
         with torch.no_grad():
-            _write_safetensors(net, st_path, meta)
+            _write_safetensors(net, tmp_st, meta)
             if onnx:
-                _write_onnx(net, gen, onnx_path, meta, example_size)
+                _write_onnx(net, gen, tmp_onnx, meta, example_size)
+        os.replace(tmp_st, st_path)
+        if onnx:
+            os.replace(tmp_onnx, onnx_path)
     finally:
         net.train(was_training)
+        for t in (tmp_st, tmp_onnx):
+            if t is not None:
+                t.unlink(missing_ok=True)
     return st_path, (onnx_path if onnx else None)
 
 
@@ -200,12 +210,7 @@ def _write_safetensors(net: Any, path: Path, meta: dict[str, Any]) -> None:
 
     # Own, contiguous CPU copies: safetensors refuses shared storage, and a GPU model must export too.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
-    tmp = _temp_beside(path)
-    try:
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta, allow_nan=False)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(meta, allow_nan=False)})
 
 
 def _onnx_wrapper_cls():
@@ -255,7 +260,6 @@ def _write_onnx(net: Any, gen: GeneratorConfig, path: Path, meta: dict[str, Any]
         "noises": tuple({0: batch, 2: _times(ds // f, hc), 3: _times(ds // f, wc)} for f in scales),
     }
     wrapper = _onnx_wrapper_cls()(net).eval()
-    tmp = _temp_beside(path)
     # The exporter logs one warning per torchvision op it cannot register (torchvision is not used here).
     reg_log = logging.getLogger("torch.onnx._internal.exporter._registration")
     old_level = reg_log.level
@@ -282,11 +286,9 @@ def _write_onnx(net: Any, gen: GeneratorConfig, path: Path, meta: dict[str, Any]
         proto.doc_string = f"{meta['name']}: terrain generator (see metadata_props['{METADATA_KEY}'])"
         import onnx
 
-        onnx.save_model(proto, str(tmp))
-        os.replace(tmp, path)
+        onnx.save_model(proto, str(path))
     finally:
         reg_log.setLevel(old_level)
-        tmp.unlink(missing_ok=True)
 
 
 def _times(k: int, dim):

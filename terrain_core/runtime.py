@@ -323,7 +323,7 @@ class _TorchBackend:
         if missing or unexpected or wrong or bad_dtype:
 
             def few(xs: list[str]) -> str:
-                return ", ".join(xs[:5]) + (f" (+{len(xs) - 5} more)" if len(xs) > 5 else "")
+                return ", ".join(xs[:3]) + (f" (+{len(xs) - 3} more)" if len(xs) > 3 else "")
 
             parts = []
             if missing:

@@ -1,0 +1,69 @@
+"""Tile layout and blending weights of tiled generation (pure numpy; the model-level checks are in
+test_runtime_generate.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from terrain_core.runtime import blend_weights, tile_starts
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cells=st.integers(1, 200),
+    tile_cells=st.integers(2, 40),
+    overlap=st.integers(0, 640),
+    align=st.sampled_from([1, 4, 32]),
+)
+def test_tiles_cover_the_canvas_aligned_with_the_requested_overlap(cells, tile_cells, overlap, align):
+    n, tile = cells * align, tile_cells * align
+    overlap = min(overlap, tile // 2)
+    starts = tile_starts(n, tile, overlap, align)
+    length = min(tile, n)
+    assert starts[0] == 0 and starts[-1] + length == n
+    assert all(s % align == 0 for s in starts)
+    assert starts == sorted(set(starts))
+    for a, b in zip(starts, starts[1:], strict=False):
+        # Neighbours share at least the requested overlap (up to the alignment rounding of the starts).
+        assert a + length - b >= min(overlap, length) - align
+        assert b > a
+    weights = blend_weights(starts, tile, n)
+    total = np.zeros(n)
+    for s, w in zip(starts, weights, strict=True):
+        assert w.shape == (length,) and w.dtype == np.float32
+        assert (w > 0).all() and (w <= 1 + 1e-6).all()
+        total[s : s + length] += w
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def test_blend_weights_ramp_smoothly_across_the_overlap():
+    # Two tiles of 512 cannot cover 1024 with an overlap: three, evenly spread.
+    assert tile_starts(1024, 512, 64, 32) == [0, 256, 512]
+    starts = tile_starts(960, 512, 64, 32)
+    assert starts == [0, 448]
+    w0, w1 = blend_weights(starts, 512, 960)
+    # Full weight outside the shared band, a monotone raised-cosine hand-over inside it.
+    shared = slice(448, 512)
+    assert np.all(w0[:448] == 1.0) and np.all(w1[64:] == 1.0)
+    band0 = w0[shared]
+    assert np.all(np.diff(band0) < 0) and band0[0] > 0.99 and band0[-1] < 0.01
+    np.testing.assert_allclose(band0 + w1[:64], 1.0, atol=1e-6)
+    # Smooth: the largest step between neighbouring pixels is about pi / (2 * 64), not a jump.
+    assert np.abs(np.diff(band0)).max() < 0.03
+
+
+def test_a_canvas_no_larger_than_the_tile_is_one_tile_of_full_weight():
+    assert tile_starts(256, 512, 64, 32) == [0]
+    (w,) = blend_weights([0], 512, 256)
+    assert w.shape == (256,) and np.all(w == 1.0)
+
+
+@pytest.mark.parametrize("n,tile,overlap", [(4096, 1024, 64), (4128, 1024, 64), (1985 // 32 * 32, 1024, 64)])
+def test_large_canvases_get_evenly_spread_tiles(n, tile, overlap):
+    starts = tile_starts(n, tile, overlap, 32)
+    gaps = np.diff(starts)
+    assert gaps.max() - gaps.min() <= 32  # no thin sliver of a last tile
+    assert len(starts) == int(np.ceil((n - overlap) / (tile - overlap)))
