@@ -87,12 +87,12 @@ def hillshade(
         raise ValueError(f"cell_size_m must be positive, got {cell_size_m}")
     p = np.pad(h, 1, mode="edge")
     # Horn: weighted differences over the 3x3 neighbourhood (rows go south, columns go east).
-    east = (
-        (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
-    ) / (8.0 * cell_size_m)
-    south = (
-        (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
-    ) / (8.0 * cell_size_m)
+    east = ((p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])) / (
+        8.0 * cell_size_m
+    )
+    south = ((p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])) / (
+        8.0 * cell_size_m
+    )
     north = -south
     az, alt = np.radians(azimuth_deg), np.radians(altitude_deg)
     # Unit vector towards the light in (east, north, up); the surface normal is (-dz/de, -dz/dn, 1)/|.|.
@@ -266,7 +266,7 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ascii_uint(a: np.ndarray, groups: int) -> np.ndarray:
-    """[N] non-negative int64 < 10**(4 * groups) -> [N, 4 * groups] uint8 ASCII, right-aligned, space-filled."""
+    """[N] non-negative int64 < 10**(4 * groups) -> [N, 4 * groups] ASCII, right-aligned, space-filled."""
     a = np.asarray(a, dtype=np.int64)
     words = np.empty((a.shape[0], groups), dtype="<u4")
     table = _tables()[0]
@@ -504,17 +504,17 @@ def _obj_reference_loop(path_obj: str | Path, height_m: np.ndarray, cell_size_m:
         f.write(f"mtllib {path_obj.with_suffix('.mtl').name}\n")
         for y in range(rows_n):
             for x in range(cols_n):
-                f.write("v %f %f %f\n" % (x * cell_size_m, h[y, x], y * cell_size_m))
+                f.write("v %f %f %f\n" % (x * cell_size_m, h[y, x], y * cell_size_m))  # noqa: UP031
         for y in range(rows_n):
             for x in range(cols_n):
-                f.write("vt %f %f\n" % (x / (cols_n - 1), 1 - y / (rows_n - 1)))
+                f.write("vt %f %f\n" % (x / (cols_n - 1), 1 - y / (rows_n - 1)))  # noqa: UP031
         f.write("usemtl terrain\ns 1\n")
         for y in range(rows_n - 1):
             for x in range(cols_n - 1):
                 a = y * cols_n + x + 1
                 b, c, d = a + cols_n, a + 1, a + cols_n + 1
-                f.write("f %d/%d %d/%d %d/%d\n" % (a, a, b, b, c, c))
-                f.write("f %d/%d %d/%d %d/%d\n" % (c, c, b, b, d, d))
+                f.write("f %d/%d %d/%d %d/%d\n" % (a, a, b, b, c, c))  # noqa: UP031
+                f.write("f %d/%d %d/%d %d/%d\n" % (c, c, b, b, d, d))  # noqa: UP031
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -522,7 +522,7 @@ def _obj_reference_loop(path_obj: str | Path, height_m: np.ndarray, cell_size_m:
 
 
 def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
-    """Format names from "texture,obj" / an iterable / None (= all), in writing order; ValueError if unknown."""
+    """Format names from "texture,obj", an iterable or None (all), in writing order; ValueError if unknown."""
     if formats is None:
         return FORMATS
     names = [s.strip() for s in formats.split(",")] if isinstance(formats, str) else [str(s) for s in formats]
@@ -647,8 +647,13 @@ def write_outputs(
             elif fmt == "obj":
                 # The mesh spans the texture's full extent with plus_one (corners), else pixel centres.
                 obj = write_obj(
-                    tmp / "terrain.obj", height_m, cell, texture_name="texture.png", step=obj_step,
-                    up_axis=obj_up_axis, corner_uv=plus_one,
+                    tmp / "terrain.obj",
+                    height_m,
+                    cell,
+                    texture_name="texture.png",
+                    step=obj_step,
+                    up_axis=obj_up_axis,
+                    corner_uv=plus_one,
                 )
                 info["obj"] = {k: obj[k] for k in ("vertices", "faces", "step", "up_axis", "cell_size_m")}
                 info["obj"]["texture"] = "texture.png"
@@ -706,7 +711,9 @@ def _meta(
         "size": [w, h],
         "height_range_m": [float(lo), float(hi)],
         "height_stats_m": {
-            "min": float(height_m.min()), "max": float(height_m.max()), "mean": float(height_m.mean())
+            "min": float(height_m.min()),
+            "max": float(height_m.max()),
+            "mean": float(height_m.mean()),
         },
         "cell_size_m": cell,
         "extent_m": [w * cell, h * cell],
@@ -731,7 +738,7 @@ def _move_into(tmp: Path, out_dir: Path, names: list[str]) -> dict[str, Path]:
     # Check every destination before moving anything: a rename that would fail is found here, not halfway.
     for name in names:
         if (out_dir / name).is_dir():
-            raise IsADirectoryError(f"{out_dir / name} is a folder; remove it or choose another output folder")
+            raise IsADirectoryError(f"{out_dir / name} is a folder; remove it or choose another output")
     created_dir = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     moved: list[Path] = []
