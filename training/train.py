@@ -153,8 +153,7 @@ class Trainer:
         self.g_updates = 0
         self.bad_in_a_row = 0
         self.bad_total = 0
-        self.decisions = hashlib.sha256()  # chain of G on/off per step: equal digests = equal decisions
-        self.decisions_hex = self.decisions.hexdigest()
+        self.decisions_hex = ""  # hash chain of G on/off per step: equal digests = equal decisions
 
     # -- set-up -------------------------------------------------------------------------------------------
 
@@ -341,8 +340,7 @@ class Trainer:
             self.bad_total += 1
         self.d_opt.zero_grad(set_to_none=True)
         self.g_opt.zero_grad(set_to_none=True)
-        self.decisions.update(b"1" if g_on else b"0")
-        self.decisions_hex = self.decisions.hexdigest()
+        self.decisions_hex = hashlib.sha256(f"{self.decisions_hex}{int(g_on)}".encode()).hexdigest()
         self.step += 1
         stats.update(d_grad_norm=d_norm, g_grad_norm=g_norm, skipped=float(not finite))
         if self.bad_in_a_row >= cfg.max_bad_steps:
@@ -396,7 +394,6 @@ class Trainer:
             "g_updates": self.g_updates,
             "bad_in_a_row": self.bad_in_a_row,
             "bad_total": self.bad_total,
-            # hashlib objects do not pickle; the chain restarts from its last digest on resume.
             "decisions_hex": self.decisions_hex,
             "torch_rng": torch.get_rng_state(),
             "saved_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -421,7 +418,6 @@ class Trainer:
         self.g_on = bool(state["g_on"])
         self.d_updates, self.g_updates = int(state["d_updates"]), int(state["g_updates"])
         self.bad_in_a_row, self.bad_total = int(state["bad_in_a_row"]), int(state["bad_total"])
-        self.decisions = hashlib.sha256(state["decisions_hex"].encode())
         self.decisions_hex = state["decisions_hex"]
         torch.set_rng_state(state["torch_rng"])
 
