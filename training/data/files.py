@@ -1,0 +1,84 @@
+"""PNG reading and writing for the public layout, with errors that name the file (no torch)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# PNG colour types (IHDR byte 9).
+GRAY, RGB, PALETTE_T, GRAY_ALPHA, RGBA = 0, 2, 3, 4, 6
+
+
+class DataFileError(ValueError):
+    """A data file is missing, unreadable or of the wrong kind; the message names it and says what to do."""
+
+
+@dataclass(frozen=True)
+class PngHeader:
+    width: int
+    height: int
+    bit_depth: int
+    color_type: int
+
+
+def read_png_header(path: Path, error: type[Exception] = DataFileError) -> PngHeader:
+    """Size, bit depth and colour type from the IHDR chunk (26 bytes read; no decoding)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(33)
+    except OSError as e:
+        raise error(f"cannot read {path}: {e.strerror or e}") from None
+    # Pillow hides the bit depth of 16-bit grayscale on some versions (mode "I"), so read it ourselves.
+    if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise error(f"{path} is not a PNG file (bad signature or header); re-export it as PNG")
+    w, h, depth, ctype = struct.unpack(">IIBB", head[16:26])
+    if w == 0 or h == 0:
+        raise error(f"{path} is an empty image ({w}x{h})")
+    return PngHeader(w, h, depth, ctype)
+
+
+def read_image(path: Path, error: type[Exception] = DataFileError) -> np.ndarray:
+    """Decode a PNG/JPEG fully; a truncated or corrupt file raises DataFileError naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise error(f"{path} is corrupt or unreadable ({e}); re-create or remove it") from None
+    return arr
+
+
+def atomic_write(path: Path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename over ``path``, so no half-written file is ever left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_png(path: Path, arr: np.ndarray) -> Path:
+    """uint8 RGB/gray or uint16 gray array -> PNG, atomically."""
+    from PIL import Image
+
+    a = np.ascontiguousarray(arr)
+    if a.dtype == np.uint16 and a.ndim != 2:
+        raise ValueError("16-bit PNGs are written as single-channel [H, W] only")
+    if a.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"save_png needs uint8 or uint16, got {a.dtype}")
+    img = Image.fromarray(a)
+    return atomic_write(Path(path), lambda p: img.save(p, format="PNG", compress_level=4))
