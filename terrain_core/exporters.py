@@ -199,14 +199,32 @@ def _gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return sum(k[i] * p[:, i : i + w] for i in range(2 * r + 1))
 
 
-def splat_masks(labels: np.ndarray, soften_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def splat_masks(
+    labels: np.ndarray, soften_px: float = 0.0, *, block_pixels: int = 1 << 18
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-class weights as two RGBA uint8 images [H, W, 4] (splat_0: classes 0-3; splat_1: 4-6 + spare 0).
 
     The 8 weights of every pixel sum to exactly 255 (largest-remainder rounding). ``soften_px`` > 0 blurs
     the class masks with a Gaussian of that sigma first, for soft transitions between terrain layers.
+    Works in row blocks of about ``block_pixels`` (with a halo for the blur), so memory stays bounded
+    on large maps; the result does not depend on the block size.
     """
     lab = np.asarray(labels)
     check_labels(lab)
+    h, w = lab.shape
+    s0 = np.empty((h, w, 4), dtype=np.uint8)
+    s1 = np.empty((h, w, 4), dtype=np.uint8)
+    halo = int(np.ceil(3.0 * soften_px)) if soften_px > 0 else 0
+    rows = max(1, block_pixels // w)
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        a, b = max(0, y0 - halo), min(h, y1 + halo)  # the halo rows feed the blur and are dropped
+        out = _splat_block(lab[a:b], soften_px)[y0 - a : y1 - a]
+        s0[y0:y1], s1[y0:y1] = out[..., :4], out[..., 4:]
+    return s0, s1
+
+
+def _splat_block(lab: np.ndarray, soften_px: float) -> np.ndarray:
     h, w = lab.shape
     weights = np.zeros((h, w, 8), dtype=np.float32)  # [H, W, 8]; channel 7 is the spare
     for c in range(NUM_CLASSES):
@@ -222,10 +240,9 @@ def splat_masks(labels: np.ndarray, soften_px: float = 0.0) -> tuple[np.ndarray,
     if missing.any():
         order = np.argsort(-(scaled - out), axis=-1, kind="stable")  # [H, W, 8]
         rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.arange(8)[None, None, :].repeat(h, 0).repeat(w, 1), axis=-1)
+        np.put_along_axis(rank, order, np.broadcast_to(np.arange(8), order.shape), axis=-1)
         out += (rank < missing[..., None]).astype(np.int32)
-    out = out.astype(np.uint8)
-    return np.ascontiguousarray(out[..., :4]), np.ascontiguousarray(out[..., 4:])
+    return out.astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------------------------

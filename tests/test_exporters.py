@@ -391,3 +391,11 @@ def test_write_outputs_rejects_bad_results(tmp_path):
     with pytest.raises(ValueError, match="texture"):
         E.write_outputs(res, tmp_path / "o")
     assert not (tmp_path / "o").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_splat_blocks_do_not_change_the_result():
+    labels = np.random.default_rng(6).integers(0, NUM_CLASSES, (53, 37)).astype(np.uint8)
+    whole = E.splat_masks(labels, soften_px=2.0, block_pixels=10**9)
+    blocks = E.splat_masks(labels, soften_px=2.0, block_pixels=37 * 5)  # 5-row blocks, 6-row halo
+    np.testing.assert_array_equal(whole[0], blocks[0])
+    np.testing.assert_array_equal(whole[1], blocks[1])

@@ -1,0 +1,457 @@
+"""Command line: ``python -m terrain_core generate|info``.
+
+    python -m terrain_core generate --labels MAP.png --out DIR [--model PATH] [--seed N] [--size WxH]
+        [--tile N] [--format texture,terrain,height16,heightf,splat,obj,meta] [--plus-one] ...
+    python -m terrain_core info [--model PATH] [--json]
+
+Exit codes: 0 done; 2 bad input (unreadable map, bad option, bad model file, too large, output folder
+not writable), with one message on stderr and nothing written; 1 an unexpected internal error; 130
+interrupted. Every file of a run appears in DIR at the end or none does (``exporters.write_outputs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from terrain_core import exporters
+from terrain_core.labels import LabelMapError, class_shares
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MAX_SIDE = 16384  # as terrain_core.runtime.MAX_SIDE
+PROG = "python -m terrain_core"
+
+
+class CliError(Exception):
+    """A bad input or option: printed as one line on stderr, exit code 2."""
+
+
+# ----------------------------------------------------------------------------------------- parsing
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'WxH' (or 'N' for a square) -> (width, height) in pixels."""
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        if len(parts) == 1:
+            w = h = int(parts[0])
+        elif len(parts) == 2:
+            w, h = int(parts[0]), int(parts[1])
+        else:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT like 1024x512 (or one number), got {text!r}"
+        ) from None
+    from terrain_core.imageio import MIN_SIDE
+
+    if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"each side must be {MIN_SIDE}..{MAX_SIDE} pixels, got {w}x{h}")
+    return w, h
+
+
+def _int_range(lo: int, hi: int | None, what: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(
+                f"{what} must be in {lo}..{hi if hi is not None else 'inf'}, got {v}"
+            )
+        return v
+
+    return parse
+
+
+def _positive_float(what: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not (v > 0 and np.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"{what} must be positive, got {text!r}")
+        return v
+
+    return parse
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    try:
+        return exporters.parse_formats(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, like argparse, but without the usage block
+        raise CliError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Paint a 7-class terrain map, get texture + height + mesh files.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    g = sub.add_parser("generate", help="generate terrain files from a painted class map")
+    g.add_argument("--labels", required=True, metavar="MAP", help="painted class map (PNG, ...)")
+    g.add_argument("--out", required=True, metavar="DIR", help="output folder (created; files replaced)")
+    g.add_argument("--model", metavar="PATH", help=".onnx or .safetensors model (default: built-in)")
+    g.add_argument("--seed", type=_int_range(0, 2**63 - 1, "--seed"), default=0, help="variation (0)")
+    g.add_argument("--size", type=parse_size, metavar="WxH", help="resize the map first (nearest)")
+    g.add_argument(
+        "--tile",
+        type=_int_range(0, MAX_SIDE, "--tile"),
+        default=None,
+        metavar="N",
+        help="generate in tiles of N pixels (0 = never; default: automatic above 1024)",
+    )
+    g.add_argument("--overlap", type=_int_range(0, 4096, "--overlap"), default=None, metavar="N")
+    g.add_argument(
+        "--format",
+        type=_formats,
+        default=exporters.FORMATS,
+        metavar="LIST",
+        help=f"comma-separated subset of {','.join(exporters.FORMATS)} (default: all)",
+    )
+    g.add_argument("--plus-one", action="store_true", help="height files and mesh at (W+1)x(H+1)")
+    ext = g.add_mutually_exclusive_group()
+    ext.add_argument("--size-m", type=_positive_float("--size-m"), metavar="M", help="terrain width, metres")
+    ext.add_argument(
+        "--cell-size",
+        type=_positive_float("--cell-size"),
+        metavar="M",
+        help=f"metres per pixel (default {exporters.DEFAULT_CELL_SIZE_M:g})",
+    )
+    g.add_argument(
+        "--obj-step",
+        type=_int_range(1, 1024, "--obj-step"),
+        default=1,
+        metavar="N",
+        help="keep every N-th height sample in the mesh (lighter OBJ)",
+    )
+    g.add_argument("--obj-up", choices=("y", "z"), default="y", help="OBJ up axis (default y)")
+    g.add_argument("--threads", type=_int_range(1, 1024, "--threads"), default=None, metavar="N")
+    g.add_argument("--device", choices=("cpu", "cuda", "mps", "auto"), default="cpu")
+    g.add_argument(
+        "--max-memory",
+        type=_positive_float("--max-memory"),
+        metavar="GB",
+        help="refuse runs estimated to need more (default: the memory available now)",
+    )
+    g.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    i = sub.add_parser("info", help="print a model's metadata")
+    i.add_argument("--model", metavar="PATH", help=".onnx or .safetensors model (default: built-in)")
+    i.add_argument("--json", action="store_true", help="the full metadata as JSON")
+    return p
+
+
+# ----------------------------------------------------------------------------------------- memory
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can give now (Linux MemAvailable; else total physical memory; None if unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def estimate_memory_bytes(gen_config: Any, width: int, height: int, tile: int | None) -> int:
+    """Rough peak memory of generating and writing a map (bytes), tiled (``tile`` px) or not (None).
+
+    Whole-map buffers: the class map and its one-hot (untiled), the noise canvas, the float outputs and
+    the exporters' copies (~110 bytes per pixel). Network: a few live activation tensors of the widest
+    stage per pixel of the tile (or of the map), plus the k*k neighbourhoods of attention stages.
+    Deliberately generous: refusing a run that would fit is better than swapping the machine to a halt.
+    """
+    ds = gen_config.downsample
+    hp, wp = -(-height // ds) * ds, -(-width // ds) * ds
+    px = hp * wp
+    n_stages = len(gen_config.stage_channels)
+    per_stage = [c / 4.0 ** (n_stages - 1 - i) for i, c in enumerate(gen_config.stage_channels)]  # floats/px
+    noise = sum(1.0 / f**2 for f in gen_config.block_scales())
+    k2 = gen_config.attention_kernel**2
+    attn = max((per_stage[s] * k2 for s in gen_config.attention_stages), default=0.0)
+    net_per_px = 4.0 * (
+        8.0 * max(per_stage) + 2.0 * sum(per_stage) + attn + 2.0 * (gen_config.num_classes + 7)
+    )
+    fixed_per_px = 110.0 + 4.0 * noise
+    if tile is None:
+        return int(px * (fixed_per_px + net_per_px))
+    t = min(tile, max(hp, wp))
+    return int(px * fixed_per_px + t * t * net_per_px)
+
+
+# ----------------------------------------------------------------------------------------- commands
+
+
+def resize_nearest(labels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Nearest-neighbour resize of a class map (pixel centres), so no new classes appear at borders."""
+    h, w = labels.shape
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return labels[rows[:, None], cols[None, :]]
+
+
+def _check_out_dir(out: Path) -> None:
+    """Fail before generating when the output folder cannot be made or written."""
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out}: exists and is not a folder; choose a folder path")
+    parent = out.resolve()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CliError(f"--out {out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CliError(f"--out {out}: no permission to write in {parent}")
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n:.1f} TB"
+
+
+class _Progress:
+    def __init__(self, quiet: bool, stream):
+        self.quiet, self.stream, self.last = quiet, stream, -1
+
+    def __call__(self, fraction: float) -> None:
+        pct = int(round(100 * fraction))
+        if self.quiet or pct == self.last:
+            return
+        self.last = pct
+        end = "\n" if pct >= 100 else ""
+        print(f"\r  generating: {pct:3d}%", end=end, file=self.stream, flush=True)
+
+
+def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
+    from terrain_core import imageio
+    from terrain_core.runtime import (
+        DEFAULT_OVERLAP,
+        ModelFileError,
+        RuntimeUnavailableError,
+        TerrainGenerator,
+    )
+
+    t_start = time.perf_counter()
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=out_stream, flush=True))
+    out_dir = Path(args.out)
+    _check_out_dir(out_dir)
+    if args.tile is None and args.overlap is not None:
+        raise CliError("--overlap needs --tile N")
+
+    t0 = time.perf_counter()
+    try:
+        labels = imageio.read_label_map(args.labels)
+    except LabelMapError as e:
+        raise CliError(str(e)) from None
+    t_read = time.perf_counter() - t0
+    src_h, src_w = labels.shape
+    width, height = args.size if args.size else (src_w, src_h)
+
+    try:
+        gen = TerrainGenerator.load(args.model, device=args.device, threads=args.threads)
+    except (ModelFileError, RuntimeUnavailableError) as e:
+        raise CliError(str(e)) from None
+    except ValueError as e:
+        raise CliError(f"--model: {e}") from None
+
+    # Tiling as the runtime will do it (automatic above its tile size), then the memory check: before
+    # the resize, so that a huge --size is refused without allocating it.
+    if args.tile is None:
+        eff_tile = gen.tile_size if max(width, height) > gen.tile_size else None
+    else:
+        eff_tile = args.tile or None
+    need = estimate_memory_bytes(gen.config, width, height, eff_tile)
+    limit = args.max_memory * 1e9 if args.max_memory else available_memory_bytes()
+    if limit is not None and need > 0.9 * limit:
+        have = f"the {_fmt_bytes(limit)} " + ("allowed by --max-memory" if args.max_memory else "available")
+        if eff_tile is None:
+            raise CliError(
+                f"a {width}x{height} map without tiling needs about {_fmt_bytes(need)} of memory, more than "
+                f"{have}; use --tile 512 (or a smaller --size)"
+            )
+        raise CliError(
+            f"a {width}x{height} map needs about {_fmt_bytes(need)} of memory even in {eff_tile}-pixel "
+            f"tiles, more than {have}; use a smaller --size (or a smaller --tile)"
+        )
+    if (width, height) != (src_w, src_h):
+        labels = resize_nearest(labels, width, height)
+
+    model_desc = gen.name + (
+        " (untrained weights: the output is noise-like, not terrain)" if gen.untrained else ""
+    )
+    say(f"map: {args.labels} ({src_w}x{src_h}" + (f", resized to {width}x{height})" if args.size else ")"))
+    say(f"model: {model_desc} [{gen.runtime}, {gen.device}]")
+    t0 = time.perf_counter()
+    try:
+        result = gen.generate(
+            labels,
+            seed=args.seed,
+            tile=args.tile,
+            overlap=DEFAULT_OVERLAP if args.overlap is None else args.overlap,
+            progress=_Progress(args.quiet or not err_stream.isatty(), err_stream),
+        )
+    except (LabelMapError, ValueError) as e:
+        raise CliError(str(e)) from None
+    except MemoryError:
+        raise CliError(
+            f"out of memory generating {width}x{height}; use --tile 512 or a smaller --size"
+        ) from None
+    t_generate = time.perf_counter() - t0
+
+    info = gen.info
+    extra = {
+        "inputs": {
+            "labels": str(Path(args.labels).resolve()),
+            "labels_size": [src_w, src_h],
+            "size": [width, height],
+            "resized": bool(args.size and (width, height) != (src_w, src_h)),
+            "class_shares": class_shares(labels),
+        },
+        "model_info": {
+            k: info.get(k)
+            for k in ("name", "path", "runtime", "device", "untrained", "terrain_core_version", "created")
+        },
+        "generation": {"tile": args.tile, "overlap": args.overlap, "seed": args.seed},
+        "command": " ".join([PROG, *sys.argv[1:]]) if sys.argv and sys.argv[0] else PROG,
+        "timings": {"read_map": t_read, "generate": t_generate},
+    }
+    t0 = time.perf_counter()
+    try:
+        files = exporters.write_outputs(
+            result,
+            out_dir,
+            args.format,
+            plus_one=args.plus_one,
+            size_m=args.size_m,
+            cell_size_m=args.cell_size,
+            obj_step=args.obj_step,
+            obj_up_axis=args.obj_up,
+            extra_meta=extra,
+        )
+    except exporters.ExportError as e:
+        raise CliError(str(e)) from None
+    except MemoryError:
+        raise CliError(f"out of memory writing the {width}x{height} outputs; use a smaller --size") from None
+    t_write = time.perf_counter() - t0
+
+    lo, hi = result.height_range_m
+    hm = result.height_m
+    say(f"height: {float(hm.min()):.1f} .. {float(hm.max()):.1f} m (model range {lo:g} .. {hi:g} m)")
+    say(f"wrote {len(files)} files to {out_dir.resolve()}:")
+    for name, path in files.items():
+        say(f"  {name:<12} {_fmt_bytes(path.stat().st_size):>10}")
+    say(
+        f"time: read {t_read:.2f} s, generate {t_generate:.2f} s, write {t_write:.2f} s, "
+        f"total {time.perf_counter() - t_start:.2f} s"
+    )
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace, out_stream, err_stream) -> int:
+    from terrain_core.config import ShadowConfig, preset
+    from terrain_core.export import build_metadata
+    from terrain_core.runtime import (
+        UNTRAINED_PRESET,
+        ModelFileError,
+        RuntimeUnavailableError,
+        default_model_path,
+        read_model_metadata,
+    )
+
+    path = Path(args.model) if args.model else default_model_path()
+    try:
+        if path is None:  # what `generate` uses without a shipped model (built without torch here)
+            meta = build_metadata(
+                preset(UNTRAINED_PRESET),
+                ShadowConfig(),
+                name=f"untrained-{UNTRAINED_PRESET}",
+                provenance={"untrained": True, "preset": UNTRAINED_PRESET, "init_seed": 0},
+                created="",
+            )
+            meta["path"] = None
+        else:
+            meta = dict(read_model_metadata(path))
+            meta["path"] = str(path)
+    except (ModelFileError, RuntimeUnavailableError) as e:
+        raise CliError(str(e)) from None
+    if args.json:
+        print(json.dumps(meta, indent=2), file=out_stream)
+        return EXIT_OK
+    g = meta.get("generator", {})
+    lo, hi = meta.get("height_range_m", [None, None])
+    none = f"(none shipped: an untrained '{UNTRAINED_PRESET}' generator is used)"
+    attention = tuple(g.get("attention_stages", ())) or "off"
+    lines = [
+        f"model:      {meta.get('name')}",
+        f"file:       {meta['path'] or none}",
+        f"format:     {meta.get('format')} v{meta.get('format_version')}, "
+        f"terrain_core {meta.get('terrain_core_version')}",
+        f"created:    {meta.get('created') or '-'}",
+        f"generator:  {g.get('conv_type')}, stages {tuple(g.get('stage_channels', ()))}, "
+        f"attention {attention}, scaled sum {'on' if g.get('scaled_sum') else 'off'}, "
+        f"output {g.get('output_mode')}",
+        f"input size: multiples of {2 ** (len(g.get('stage_channels', ())) - 1)} px natively (others padded)",
+        f"height:     {lo:g} .. {hi:g} m ({meta.get('height_range_m_source', 'model')})",
+        "classes:    "
+        + ", ".join(f"{c['id']} {c['name']} {tuple(c['rgb'])}" for c in meta.get("classes", [])),
+        f"provenance: {json.dumps(meta.get('provenance', {}))}",
+    ]
+    print("\n".join(lines), file=out_stream)
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------- entry
+
+
+def main(argv: Sequence[str] | None = None, *, stdout=None, stderr=None) -> int:
+    """Run the CLI with ``argv`` (default: sys.argv[1:]); returns the exit code instead of exiting."""
+    out_stream = stdout or sys.stdout
+    err_stream = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        try:
+            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        except SystemExit as e:  # --help (0)
+            return int(e.code or 0)
+        if args.command is None:
+            parser.print_help(out_stream)
+            return EXIT_USAGE
+        if args.command == "generate":
+            return cmd_generate(args, out_stream, err_stream)
+        return cmd_info(args, out_stream, err_stream)
+    except CliError as e:
+        print(f"error: {e}", file=err_stream)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written", file=err_stream)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # a bug, not a bad input: one line, and the traceback only on request
+        if os.environ.get("TERRAIN_DEBUG"):
+            raise
+        print(
+            f"internal error: {type(e).__name__}: {e} "
+            "(set TERRAIN_DEBUG=1 for the traceback; please report it)",
+            file=err_stream,
+        )
+        return EXIT_INTERNAL

@@ -1,0 +1,228 @@
+"""The command line on real files: a good map writes every file; each bad input exits 2 with its own
+message and leaves the output folder untouched. In-process through ``cli.main`` (fast) plus real
+``python -m terrain_core`` subprocesses."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+
+from terrain_core import cli  # noqa: E402
+from terrain_core.config import ShadowConfig, preset  # noqa: E402
+from terrain_core.export import export_model  # noqa: E402
+from terrain_core.labels import PALETTE, rgb_from_labels  # noqa: E402
+from terrain_core.nn.inference import InferenceNet  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_FILES = {
+    "texture.png",
+    "terrain.png",
+    "height.png",
+    "height.tif",
+    "splat_0.png",
+    "splat_1.png",
+    "terrain.obj",
+    "terrain.mtl",
+    "meta.json",
+}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    net = InferenceNet(preset("tiny"), ShadowConfig())
+    meta = {"name": "tiny-cli", "height_range_m": (-120.0, 880.0)}
+    st, _ = export_model(net, tmp_path_factory.mktemp("model") / "tiny", metadata=meta, onnx=False)
+    return st
+
+
+@pytest.fixture(scope="module")
+def map_png(tmp_path_factory) -> Path:
+    y, x = np.mgrid[0:40, 0:56]  # not multiples of 32: the runtime pads and crops
+    lab = ((x // 8 + y // 10) % 7).astype(np.uint8)
+    p = tmp_path_factory.mktemp("maps") / "map.png"
+    Image.fromarray(rgb_from_labels(lab)).save(p)
+    return p
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    rc = cli.main([str(a) for a in argv], stdout=out, stderr=err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_generate_writes_every_file_with_the_right_sizes(tmp_path, model, map_png):
+    out = tmp_path / "out"
+    rc, stdout, err = run("generate", "--labels", map_png, "--out", out, "--model", model, "--seed", 5)
+    assert rc == 0, err
+    assert {p.name for p in out.iterdir()} == ALL_FILES
+    for name, mode in (("texture.png", "RGB"), ("terrain.png", "RGB"), ("splat_0.png", "RGBA")):
+        with Image.open(out / name) as im:
+            assert (im.mode, im.size) == (mode, (56, 40))
+    with Image.open(out / "height.png") as im:
+        assert im.mode.startswith("I") and im.size == (56, 40)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["seed"] == 5 and meta["size"] == [56, 40] and meta["model"] == "tiny-cli"
+    assert meta["height_range_m"] == [-120.0, 880.0]
+    assert meta["inputs"]["labels"] == str(map_png.resolve())
+    assert meta["model_info"]["path"] == str(model) and meta["model_info"]["runtime"] == "torch"
+    assert meta["timings"]["generate"] > 0 and meta["obj"]["vertices"] == 56 * 40
+    assert set(meta["files"]) == ALL_FILES - {"meta.json"}
+    assert str(out.resolve()) in stdout and "terrain.obj" in stdout and "generate" in stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left beside it
+
+
+def test_size_format_and_plus_one(tmp_path, model, map_png):
+    out = tmp_path / "o"
+    rc, _, err = run(
+        "generate", "--labels", map_png, "--out", out, "--model", model, "-q",
+        "--size", "64x48", "--format", "height16,obj,meta", "--plus-one", "--size-m", "640",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert {p.name for p in out.iterdir()} == {"height.png", "terrain.obj", "terrain.mtl", "meta.json"}
+    with Image.open(out / "height.png") as im:
+        assert im.size == (65, 49)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["inputs"]["size"] == [64, 48] and meta["inputs"]["labels_size"] == [56, 40]
+    assert meta["plus_one"] and meta["cell_size_m"] == pytest.approx(10.0)
+    assert meta["obj"]["vertices"] == 65 * 49
+
+
+def test_resize_nearest_keeps_classes_and_proportions():
+    lab = np.array([[0, 1], [2, 3]], np.uint8)
+    big = cli.resize_nearest(lab, 6, 4)
+    assert big.shape == (4, 6) and set(np.unique(big)) == {0, 1, 2, 3}
+    assert (big[:2, :3] == 0).all() and (big[2:, 3:] == 3).all()
+
+
+def _bad_map(tmp_path: Path, kind: str) -> Path:
+    p = tmp_path / "bad.png"
+    if kind == "text":
+        p.write_text("hello")
+    elif kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "1x1":
+        Image.fromarray(PALETTE[None, :1]).save(p)
+    elif kind == "truncated":
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(p)
+        p.write_bytes(p.read_bytes()[:1500])
+    elif kind == "noise":
+        Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 32, 3), np.uint8)).save(p)
+    elif kind == "missing":
+        pass
+    return p
+
+
+@pytest.mark.parametrize(
+    "kind, pattern",
+    [
+        ("text", "not an image file"),
+        ("empty", "empty"),
+        ("1x1", "too small"),
+        ("truncated", "corrupt or truncated"),
+        ("noise", "far from the terrain palette"),
+        ("missing", "no such file"),
+    ],
+)
+def test_bad_maps_exit_2_and_write_nothing(tmp_path, model, kind, pattern):
+    out = tmp_path / "out"
+    rc, stdout, err = run("generate", "--labels", _bad_map(tmp_path, kind), "--out", out, "--model", model)
+    assert rc == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and pattern in err, err
+    assert "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, pattern",
+    [
+        (["--size", "abc"], "WIDTHxHEIGHT"),
+        (["--size", "4x4"], "8..16384"),
+        (["--size", "20000x100"], "8..16384"),
+        (["--format", "texture,glb"], "unknown format(s) glb"),
+        (["--seed", "-1"], "--seed must be in"),
+        (["--tile", "-3"], "--tile must be in"),
+        (["--threads", "0"], "--threads must be in"),
+        (["--size-m", "5", "--cell-size", "2"], "not allowed with"),
+        (["--overlap", "16"], "--overlap needs --tile"),
+        (["--size", "16384x16384", "--tile", "0", "--max-memory", "100"], "without tiling needs about"),
+        (["--tile", "0", "--max-memory", "0.001"], "use --tile"),
+        (["--size", "16384", "--tile", "512", "--max-memory", "2"], "even in 512-pixel tiles"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_options_exit_2_and_write_nothing(tmp_path, model, map_png, extra, pattern):
+    out = tmp_path / "out"
+    rc, _, err = run("generate", "--labels", map_png, "--out", out, "--model", model, *extra)
+    assert rc == 2 and pattern in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "make, pattern",
+    [
+        (lambda d: d / "nope.onnx", "not found"),
+        (lambda d: (d / "m.pt").write_bytes(b"x") and d / "m.pt", "unknown model file type"),
+        (lambda d: (d / "m.onnx").write_bytes(os.urandom(300)) and d / "m.onnx", "not a readable ONNX"),
+        (lambda d: (d / "m.safetensors").write_bytes(b"\x10" * 64) and d / "m.safetensors", "m.safetensors"),
+    ],
+)
+def test_bad_model_files_exit_2(tmp_path, map_png, make, pattern):
+    model = make(tmp_path)
+    out = tmp_path / "out"
+    rc, _, err = run("generate", "--labels", map_png, "--out", out, "--model", model)
+    assert rc == 2 and pattern in err and "Traceback" not in err, err
+    assert not out.exists()
+    rc, _, err = run("info", "--model", model)
+    assert rc == 2 and pattern in err
+
+
+def test_failed_run_leaves_an_existing_output_folder_as_it_was(tmp_path, model, map_png):
+    out = tmp_path / "out"
+    rc, _, err = run("generate", "--labels", map_png, "--out", out, "--model", model, "-q", "--seed", 1)
+    assert rc == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    rc, _, err = run("generate", "--labels", _bad_map(tmp_path, "noise"), "--out", out, "--model", model)
+    assert rc == 2
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    (tmp_path / "file").write_text("x")
+    rc, _, err = run("generate", "--labels", map_png, "--out", tmp_path / "file", "--model", model)
+    assert rc == 2 and "not a folder" in err
+
+
+def test_info_prints_the_model_metadata(model):
+    rc, out, err = run("info", "--model", model)
+    assert rc == 0, err
+    assert "tiny-cli" in out and "-120 .. 880 m" in out and "water (17, 141, 215)" in out
+    rc, out, _ = run("info", "--model", model, "--json")
+    meta = json.loads(out)
+    assert meta["generator"]["stage_channels"] == list(preset("tiny").stage_channels)
+    rc, out, err = run("info")  # the built-in default (or the untrained stand-in)
+    assert rc == 0 and "model:" in out, err
+
+
+def test_python_dash_m_runs_as_a_program(tmp_path, model, map_png):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "terrain_core", "generate", "--labels", str(map_png), "--out", str(out)]
+    proc = subprocess.run(
+        [*cmd, "--model", str(model), "--format", "texture,meta"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in out.iterdir()} == {"texture.png", "meta.json"}
+    proc = subprocess.run(
+        [*cmd[:5], str(tmp_path / "missing.png"), "--out", str(tmp_path / "o2")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o2").exists()
