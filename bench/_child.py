@@ -122,7 +122,8 @@ def task_train_step(args: dict, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     overrides = [
-        "perceptual=off" if args.get("no_vgg", True) else "perceptual=vgg",
+        # No download: without local VGG19 weights the preset falls back to feature matching, which is
+        # what a training run on this machine does.
         "vgg_download=false",
         "dynamic_ratio=false",  # every step updates D and G (the switch would make steps unequal)
         f"amp={args.get('amp', 'off')}",
@@ -133,7 +134,10 @@ def task_train_step(args: dict, threads: int) -> dict:
     if args.get("crop"):
         overrides.append(f"crop={args['crop']}")
     cfg = load_config(args["preset"], overrides)
-    trainer = Trainer(cfg, log=lambda *a, **k: None)
+    from training import distributed as D
+
+    env = D.DistEnv(device=D.pick_device(args.get("device", "auto")))  # a GPU when there is one
+    trainer = Trainer(cfg, env, log=lambda *a, **k: None)
     n, size = cfg.batch_size, cfg.crop
     g = torch.Generator().manual_seed(0)
     coarse = torch.randint(0, 7, (n, max(1, size // 16), max(1, size // 16)), generator=g)

@@ -1,0 +1,95 @@
+"""Section tiled: a large map generated in tiles with the default model, against an untiled map.
+
+Full: 4096x4096 (tiled automatically by TerrainGenerator) vs 1024x1024 untiled; quick: 2048 vs 512.
+Each generation runs in a fresh process (peak RSS over the process's life, imports included, the figure
+a user sees), alternating untiled and tiled runs. Targets: peak <= 2 GiB; seconds per output megapixel
+at most 1.3x the untiled figure.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import GiB, MiB, Options, Section, median, paired_ratio, run_child, verdict
+
+PEAK_TARGET = 2 * GiB
+TIME_TARGET = 1.3
+
+
+def run(opts: Options) -> Section:
+    from bench.maps import class_map
+
+    big, small = (256, 128) if opts.smoke else (2048, 512) if opts.quick else (4096, 1024)
+    tile = 128 if opts.smoke else None  # None: the runtime's own choice (tiles above 1024 px)
+    sec = Section(
+        "tiled",
+        target=f"{big}x{big} tiled with TerrainGenerator.load(None): peak RSS <= 2 GiB and s/MP <= "
+        f"{TIME_TARGET:g} x {small}x{small} untiled",
+        ratio_label="s/MP tiled / untiled",
+    )
+    rounds = opts.reps(3, 2)
+    runs: dict[str, list[dict]] = {"untiled": [], "tiled": []}
+    with tempfile.TemporaryDirectory(prefix="bench-tiled-") as tmp:
+        paths = {}
+        for name, n in (("untiled", small), ("tiled", big)):
+            paths[name] = str(Path(tmp) / f"labels_{n}.npy")
+            np.save(paths[name], class_map(n))
+        for _ in range(rounds):
+            runs["untiled"].append(
+                run_child(
+                    "generate",
+                    {"model": None, "labels": paths["untiled"], "size": small, "tile": 0},
+                    opts.threads,
+                )
+            )
+            runs["tiled"].append(
+                run_child(
+                    "generate",
+                    {"model": None, "labels": paths["tiled"], "size": big, "tile": tile},
+                    opts.threads,
+                )
+            )
+    per_mp = {
+        name: [r["seconds"][0] / (n * n / 1e6) for r in runs[name]]
+        for name, n in (("untiled", small), ("tiled", big))
+    }
+    ratio = paired_ratio(per_mp["tiled"], per_mp["untiled"])
+    peak = max(r["peak_rss"] for r in runs["tiled"])
+    sec.ratio = ratio
+    sec.status = verdict(ratio <= TIME_TARGET and peak <= PEAK_TARGET)
+    for name, n in (("untiled", small), ("tiled", big)):
+        rr = runs[name]
+        tm = rr[0]["timings"][0]
+        tiles = int(tm.get("tiles", 1))
+        net = median([r["timings"][0]["network"] for r in rr])
+        sec.rows.append(
+            {
+                "run": name,
+                "size": n,
+                "tiles": tiles,
+                "median_s": median([r["seconds"][0] for r in rr]),
+                "s/MP": median(per_mp[name]),
+                "network_s": net,
+                "assemble_s": median([r["timings"][0].get("assemble", 0.0) for r in rr]),
+                "peak_RSS_MiB": max(r["peak_rss"] for r in rr) / MiB,
+                "rise_MiB": max(r["rise"] for r in rr) / MiB,
+            }
+        )
+    t = runs["tiled"][0]
+    sec.checks = {
+        "peak_rss_tiled": peak,
+        "time_ratio": ratio,
+        "runtime": t["runtime"],
+        "model": t["model"],
+        "finite": all(r["height_finite"] for rr in runs.values() for r in rr),
+        "shape": t["shape"],
+    }
+    sec.notes.append(
+        f"model {t['model']} on {t['runtime']}; {rounds} fresh processes per size, alternating; peak RSS "
+        f"is over the whole process (imports, model, label map and outputs included): "
+        f"{peak / GiB:.2f} GiB (target <= 2 GiB)"
+    )
+    return sec
