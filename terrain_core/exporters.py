@@ -251,8 +251,9 @@ def _splat_block(lab: np.ndarray, soften_px: float) -> np.ndarray:
 _OBJ_CHUNK = 1 << 16  # lines formatted per block: bounds memory (~10 MB) whatever the map size
 
 
-def _digit_tables() -> tuple[np.ndarray, np.ndarray]:
-    """ASCII of 0..9999 as 4-byte words ('<u4'), and of 4-decimal fractions ".1234" as [10000, 5] bytes.
+def _digit_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ASCII of 0..9999 as 4-byte words ('<u4'); of 4-decimal fractions ".1234" as [10000, 5] bytes (and
+    [10000, 6] with a newline).
 
     Formatting by table lookup: one integer division per 4 digits instead of one per digit. Integer table
     modes (index = value + 10000 * mode): 0 = a leading group that is all zero (prints nothing), 1 = the
@@ -269,13 +270,14 @@ def _digit_tables() -> tuple[np.ndarray, np.ndarray]:
     frac = np.full((10000, 5), ord(" "), dtype=np.uint8)
     frac[:, 0] = np.where(k[:, 0] > 0, ord("."), ord(" "))
     frac[:, 1:] = np.where(k % (pw * 10) != 0, digits, ord(" "))  # digit j kept unless it and the rest are 0
-    return ints.reshape(-1, 4).view("<u4").ravel(), frac
+    frac_nl = np.concatenate([frac, np.full((10000, 1), ord("\n"), np.uint8)], axis=1)
+    return ints.reshape(-1, 4).view("<u4").ravel(), frac, frac_nl
 
 
-_TABLES: tuple[np.ndarray, np.ndarray] | None = None
+_TABLES: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
-def _tables() -> tuple[np.ndarray, np.ndarray]:
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     global _TABLES
     if _TABLES is None:
         _TABLES = _digit_tables()
@@ -328,33 +330,66 @@ def _left_aligned(a: np.ndarray, width: int) -> np.ndarray:
     return np.where(np.arange(width)[None] < nd[:, None], np.take_along_axis(r, src, axis=1), np.uint8(32))
 
 
-def _index_tokens(first: int, count: int, width: int) -> np.ndarray:
-    """Face corner text " 12/12" of vertices first .. first + count - 1: [count, 2 * width + 2] uint8.
+def _corner_table(first: int, count: int, width: int) -> np.ndarray:
+    """Text of vertices first .. first + count - 1 as face corners: [3 * count, 2 * width + 3] uint8.
 
-    The vertex index is right-aligned and the uv index left-aligned, so the padding spaces fall between
-    tokens (OBJ separates them by any run of whitespace) and every face line of a file has one width.
+    Rows [0, count) are the first corner of a line ("f 12/12"), [count, 2 count) a middle one ("  12/12"),
+    [2 count, 3 count) the last ("  12/12\n"), all of one width, so a face line is three gathered rows.
+    The vertex index is right-aligned and the uv index left-aligned: the padding spaces fall between
+    tokens (OBJ separates them by any run of whitespace).
     """
     a = np.arange(first, first + count, dtype=np.int64)
-    out = np.empty((count, 2 * width + 2), dtype=np.uint8)
-    out[:, 0] = ord(" ")
-    out[:, 1 : width + 1] = _int_text(a, width)
-    out[:, width + 1] = ord("/")
-    out[:, width + 2 :] = _left_aligned(a, width)
+    r, l_ = _int_text(a, width), _left_aligned(a, width)
+    t = np.empty((3, count, 2 * width + 3), dtype=np.uint8)
+    t[0, :, 0], t[0, :, 1] = ord("f"), ord(" ")
+    t[1, :, :2] = ord(" ")
+    t[:2, :, 2 : 2 + width] = r
+    t[:2, :, 2 + width] = ord("/")
+    t[:2, :, 3 + width :] = l_
+    t[2, :, 0] = ord(" ")
+    t[2, :, 1 : 1 + width] = r
+    t[2, :, 1 + width] = ord("/")
+    t[2, :, 2 + width : -1] = l_
+    t[2, :, -1] = ord("\n")
+    return t.reshape(3 * count, -1)
+
+
+_INT_TABLE_MAX = 10**6  # integer parts up to this (metres) are formatted by table; beyond, per vertex
+
+
+def _height_int_table(max_int: int, int_width: int) -> np.ndarray | None:
+    """Text "  -123" of integer parts 0..max_int, positive then negative: [2 (max_int + 1), int_width + 2].
+
+    The sign comes from the height, not its integer part (-0.5 is "-0" + ".5"). None when max_int is
+    beyond ``_INT_TABLE_MAX`` (the table would be bigger than the mesh).
+    """
+    if max_int > _INT_TABLE_MAX:
+        return None
+    vals = np.arange(max_int + 1, dtype=np.int64)
+    return np.concatenate([_int_part_text(vals, False, int_width), _int_part_text(vals, True, int_width)])
+
+
+def _int_part_text(ip: np.ndarray, negative: np.ndarray | bool, int_width: int) -> np.ndarray:
+    out = np.full((ip.shape[0], int_width + 2), ord(" "), dtype=np.uint8)
+    out[:, 2:] = _int_text(ip, int_width)
+    neg = np.nonzero(np.broadcast_to(negative, ip.shape))[0]
+    out[neg, int_width + 1 - _digit_count(ip[neg], int_width)] = ord("-")  # right before the first digit
     return out
 
 
-def _height_text(h: np.ndarray, int_width: int) -> np.ndarray:
-    """[N] metres -> " -123.4567" [N, int_width + 7] uint8: 4 decimals, trailing zeros as spaces."""
+def _height_tokens(
+    h: np.ndarray, int_table: np.ndarray | None, int_width: int, newline: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """[N] metres -> (integer part text [N, int_width + 2] with sign, fraction text [N, 5 or 6])."""
     q = np.rint(np.asarray(h, dtype=np.float64) * 1e4).astype(np.int64)
     a = np.abs(q)
     ip = a // 10000
-    out = np.empty((a.shape[0], int_width + 7), dtype=np.uint8)
-    out[:, :2] = ord(" ")
-    out[:, 2 : int_width + 2] = _int_text(ip, int_width)
-    neg = np.nonzero(q < 0)[0]
-    out[neg, int_width + 1 - _digit_count(ip[neg], int_width)] = ord("-")  # right before the first digit
-    out[:, int_width + 2 :] = _tables()[1][a - ip * 10000]
-    return out
+    if int_table is None:
+        ints = _int_part_text(ip, q < 0, int_width)
+    else:
+        ints = np.take(int_table, ip + (int_table.shape[0] // 2) * (q < 0), axis=0)
+    frac = _tables()[2 if newline else 1]
+    return ints, np.take(frac, a - ip * 10000, axis=0)
 
 
 def _fmt(v: float, fmt: str) -> bytes:
@@ -364,23 +399,30 @@ def _fmt(v: float, fmt: str) -> bytes:
     return b"0" if s in ("-0", "") else s.encode()
 
 
-def _text_table(values: np.ndarray, fmt: str) -> np.ndarray:
-    """Few distinct values (a grid's row or column coordinates) as " 12.5" right-justified: [n, W] uint8."""
+def _text_table(values: np.ndarray, fmt: str, prefix: bytes = b"", suffix: bytes = b"") -> np.ndarray:
+    """Few distinct values (a grid's row or column coordinates) as prefix + " 12.5" (right-justified) +
+    suffix: [n, W] uint8."""
     strs = [b" " + _fmt(v, fmt) for v in np.asarray(values, dtype=np.float64)]
     w = max(len(s) for s in strs)
-    return np.frombuffer(b"".join(s.rjust(w) for s in strs), np.uint8).reshape(len(strs), w)
+    text = b"".join(prefix + s.rjust(w) + suffix for s in strs)
+    return np.frombuffer(text, np.uint8).reshape(len(strs), -1)
 
 
-def _assemble(lead: tuple[int, ...], parts: list[np.ndarray | bytes], out: np.ndarray | None = None):
-    """Lines from parts (arrays broadcasting to [*lead, w], or constant bytes): uint8 [*lead, sum(w)]."""
-    widths = [len(p) if isinstance(p, bytes) else p.shape[-1] for p in parts]
-    if out is None:
-        out = np.empty((*lead, sum(widths)), dtype=np.uint8)
-    col = 0
-    for p, w in zip(parts, widths, strict=True):
-        out[..., col : col + w] = np.frombuffer(p, np.uint8) if isinstance(p, bytes) else p
-        col += w
-    return out
+def _join_fields(lead: tuple[int, ...], parts: list[np.ndarray]) -> np.ndarray:
+    """Lines from parts (uint8 arrays [..., w] broadcasting to [*lead, w]) as one flat uint8 array.
+
+    Each part is copied as one w-byte element per line (a structured dtype of void fields), which costs
+    one element copy per part and line instead of one per byte.
+    """
+    widths = [int(p.shape[-1]) for p in parts]
+    offsets = np.cumsum([0, *widths[:-1]]).tolist()
+    names = [f"p{i}" for i in range(len(parts))]
+    dt = np.dtype({"names": names, "formats": [f"V{w}" for w in widths], "offsets": offsets,
+                   "itemsize": sum(widths)})  # fmt: skip
+    out = np.empty(lead, dtype=dt)
+    for name, p, w in zip(names, parts, widths, strict=True):
+        out[name] = np.ascontiguousarray(p).view(f"V{w}")[..., 0]
+    return out.reshape(-1).view(np.uint8)
 
 
 def _grid_indices(n: int, step: int) -> np.ndarray:
@@ -458,39 +500,45 @@ def write_obj(
                 + f"mtllib {path_mtl.name}\no terrain\n"
             ).encode()
         )
-        # Lines are assembled as byte matrices with a few strided copies and written straight from
-        # memory. Ground coordinates and uvs depend only on the column or only on the row: they are
-        # formatted once per column/row and broadcast; heights and indices are formatted per vertex by
-        # table lookup. Numbers are padded with spaces to one width per column, so there is nothing to
-        # squeeze out afterwards (OBJ takes any run of spaces between tokens).
-        tx = _text_table(east, "%.4f")[None]  # [1, nc, w]
-        trow = _text_table(south if up_axis == "y" else -south, "%.4f")  # [nr, w]
-        int_width = len(str(int(np.abs(np.rint(hs * 1e4)).max()) // 10000))
+        # Every line is a few pieces of text gathered from tables (np.take of whole rows) and joined as
+        # fixed-width fields: no per-character Python, and no per-byte numpy work on the big arrays.
+        # Ground coordinates and uvs depend only on the column or only on the row, so they are formatted
+        # once per column/row; heights and indices go through digit tables. Numbers are padded with
+        # spaces to one width per column (OBJ takes any run of spaces between tokens).
+        q_max = int(np.abs(np.rint(hs * 1e4)).max()) // 10000
+        int_width = len(str(q_max))
+        int_table = _height_int_table(q_max, int_width)
+        tx = _text_table(east, "%.4f", prefix=b"v")[None]  # [1, nc, w]
+        if up_axis == "y":
+            trow = _text_table(south, "%.4f", suffix=b"\n")  # [nr, w]
+        else:
+            trow = _text_table(-south, "%.4f")
         for r0 in range(0, nr, rows_per_chunk):  # v x y z
             r1 = min(nr, r0 + rows_per_chunk)
-            ht = _height_text(hs[r0:r1].ravel(), int_width).reshape(r1 - r0, nc, -1)
+            ints, frac = _height_tokens(hs[r0:r1].ravel(), int_table, int_width, newline=up_axis == "z")
+            ints, frac = ints.reshape(r1 - r0, nc, -1), frac.reshape(r1 - r0, nc, -1)
             tr = trow[r0:r1, None]
-            parts = [b"v", tx, ht, tr, b"\n"] if up_axis == "y" else [b"v", tx, tr, ht, b"\n"]
-            f.write(_assemble((r1 - r0, nc), parts).ravel())
-        tu, tv = _text_table(u, "%.6f")[None], _text_table(v, "%.6f")
+            parts = [tx, ints, frac, tr] if up_axis == "y" else [tx, tr, ints, frac]
+            f.write(_join_fields((r1 - r0, nc), parts))
+        tu = _text_table(u, "%.6f", prefix=b"vt")[None]
+        tv = _text_table(v, "%.6f", suffix=b"\n")
         for r0 in range(0, nr, rows_per_chunk):  # vt u v
             r1 = min(nr, r0 + rows_per_chunk)
-            f.write(_assemble((r1 - r0, nc), [b"vt", tu, tv[r0:r1, None], b"\n"]).ravel())
+            f.write(_join_fields((r1 - r0, nc), [tu, tv[r0:r1, None]]))
         f.write(f"usemtl {material}\ns 1\n".encode())
         # f a/a b/b c/c: vertex and uv lists share one order, so each corner uses the same index twice.
         width = len(str(n_v))
+        cells = np.arange(nc - 1)
         for r0 in range(0, nr - 1, rows_per_chunk):
             r1 = min(nr - 1, r0 + rows_per_chunk)
-            # Corner text of the vertices on rows r0 .. r1 (cell rows r0 .. r1 - 1 touch those); each
-            # cell corner is then a strided view of it, no gather.
-            t = _index_tokens(r0 * nc + 1, (r1 - r0 + 1) * nc, width).reshape(r1 - r0 + 1, nc, -1)
-            tl, bl, tr_, br = t[:-1, :-1], t[1:, :-1], t[:-1, 1:], t[1:, 1:]
+            m = (r1 - r0 + 1) * nc  # vertices on rows r0 .. r1 (cell rows r0 .. r1 - 1 touch those)
+            table = _corner_table(r0 * nc + 1, m, width)  # first / middle / last corner variants
+            tl = (np.arange(r1 - r0)[:, None] * nc + cells[None]).ravel()  # local, 0-based
+            bl, tr_, br = tl + nc, tl + 1, tl + nc + 1
             # Per cell: (top-left, bottom-left, top-right) and (top-right, bottom-left, bottom-right) are
             # counter-clockwise seen from above in both axis conventions (normals up).
-            out = np.empty((r1 - r0, nc - 1, 2, 2 + 3 * t.shape[-1]), dtype=np.uint8)
-            for j, tri in enumerate(((tl, bl, tr_), (tr_, bl, br))):
-                _assemble((r1 - r0, nc - 1), [b"f", *tri, b"\n"], out=out[:, :, j])
-            f.write(out.ravel())
+            rows = np.stack([tl, m + bl, 2 * m + tr_, tr_, m + bl, 2 * m + br], axis=1)  # [cells, 6]
+            f.write(np.take(table, rows.ravel(), axis=0).ravel())
     if write_mtl:
         path_mtl.write_text(
             f"# terrain-gan material\nnewmtl {material}\nKa 1.000 1.000 1.000\nKd 1.000 1.000 1.000\n"

@@ -146,21 +146,30 @@ def test_obj_size_m_sets_the_extent(tmp_path):
 
 
 def test_number_formatting_survives_digit_boundaries():
-    # Index tokens across powers of ten, widths up to 8 (fast path) and 9 (general path).
+    # Face corner text across powers of ten, widths up to 8 (one-word path) and 9 (general path).
     for width in (3, 8, 9):
-        vals = np.array([1, 9, 10, 99, 100, 10**width - 1], dtype=np.int64)
-        vals = vals[vals < 10**width]
-        toks = [bytes(t).decode() for t in np.concatenate([E._index_tokens(int(v), 1, width) for v in vals])]
-        for v, tok in zip(vals, toks, strict=True):
-            a, b = tok.split("/")
-            assert len(tok) == 2 * width + 2 and int(a) == v and int(b) == v and a.strip() and b.strip()
-            assert " " not in a.strip() and " " not in b.strip()
+        vals = [v for v in (1, 9, 10, 99, 100, 10**width - 1) if v < 10**width]
+        for v in vals:
+            first, middle, last = (bytes(r).decode() for r in E._corner_table(v, 1, width))
+            assert len({len(first), len(middle), len(last)}) == 1 and len(first) == 2 * width + 3
+            assert first.startswith("f ") and last.endswith("\n") and "\n" not in first + middle
+            for tok in (first[1:], middle, last):
+                a, b = tok.split("/")
+                assert int(a) == v == int(b) and " " not in a.strip() + b.strip()
     hs = np.array([0.0, -0.0, 1e-5, -4e-5, -6e-5, 0.5, -0.5, 9999.99995, -12345.6789, 3e6, -7.1])
-    iw = len(str(int(np.abs(np.rint(hs * 1e4)).max()) // 10000))
-    txt = [bytes(t).decode() for t in E._height_text(hs, iw)]
-    for v, t in zip(hs, txt, strict=True):
-        assert len(t.split()) == 1 and float(t) == pytest.approx(np.round(v, 4), abs=1e-9), (v, t)
-    assert txt[4].strip() == "-0.0001" and txt[3].strip() == "0" and txt[5].strip() == "0.5"
+    q_max = int(np.abs(np.rint(hs * 1e4)).max()) // 10000
+    iw = len(str(q_max))
+    assert E._height_int_table(q_max, iw) is None  # beyond the table: formatted per vertex
+    for sel in (slice(None), slice(0, 9)):  # general path; table path (|h| < 1e6)
+        x = hs[sel]
+        qm = int(np.abs(np.rint(x * 1e4)).max()) // 10000
+        ints, frac = E._height_tokens(x, E._height_int_table(qm, len(str(qm))), len(str(qm)), newline=False)
+        txt = [bytes(i).decode() + bytes(f).decode() for i, f in zip(ints, frac, strict=True)]
+        for v, t in zip(x, txt, strict=True):
+            assert len(t.split()) == 1 and float(t) == pytest.approx(np.round(v, 4), abs=1e-9), (v, t)
+        assert txt[4].strip() == "-0.0001" and txt[3].strip() == "0" and txt[5].strip() == "0.5"
+        assert txt[6].strip() == "-0.5"
+    assert txt[-1].strip() == "-12345.6789"
 
 
 def test_obj_is_much_faster_than_the_per_vertex_loop(tmp_path):
