@@ -17,7 +17,9 @@ def discriminator_input(onehot: torch.Tensor, rgb_m11: torch.Tensor, height: tor
         if t.dim() != 4 or (c is not None and t.shape[1] != c):
             raise ValueError(f"{name} must be [N, {c or 'classes'}, H, W], got {tuple(t.shape)}")
         if t.shape[0] != onehot.shape[0] or t.shape[2:] != onehot.shape[2:]:
-            raise ValueError(f"{name} {tuple(t.shape)} does not match onehot {tuple(onehot.shape)} in N, H, W")
+            raise ValueError(
+                f"{name} {tuple(t.shape)} does not match onehot {tuple(onehot.shape)} in N, H, W"
+            )
     return torch.cat([onehot, rgb_m11, height, finite_differences(height)], dim=1)
 
 
@@ -27,7 +29,8 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, cin: int, base: int, cap: int, num_convs: int):
         super().__init__()
         chans = [min(base * 2**i, cap) for i in range(num_convs)]
-        self.convs = nn.ModuleList(conv2d(a, b, 3, stride=2) for a, b in zip([cin] + chans[:-1], chans))
+        ins = [cin] + chans[:-1]
+        self.convs = nn.ModuleList(conv2d(a, b, 3, stride=2) for a, b in zip(ins, chans, strict=True))
         self.to_logits = conv2d(chans[-1], 1, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -56,14 +59,20 @@ class MultiScaleDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
         if x.dim() != 4 or x.shape[1] != self.cfg.in_channels:
-            raise ValueError(f"discriminator input must be [N, {self.cfg.in_channels}, H, W], got "
-                             f"{tuple(x.shape)}; build it with discriminator_input()")
+            raise ValueError(
+                f"discriminator input must be [N, {self.cfg.in_channels}, H, W], got "
+                f"{tuple(x.shape)}; build it with discriminator_input()"
+            )
         h, w = x.shape[2], x.shape[3]
         smallest = max(self.cfg.scales)
         if h < smallest or w < smallest:
             raise ValueError(f"discriminator input {h}x{w} is smaller than its coarsest scale 1/{smallest}")
         out = []
         for s, net in zip(self.cfg.scales, self.nets, strict=True):
-            xs = x if s == 1 else F.interpolate(x, size=(h // s, w // s), mode="bilinear", align_corners=False)
+            # plain bilinear (no antialias), as the original's tf.image.resize
+            if s == 1:
+                xs = x
+            else:
+                xs = F.interpolate(x, size=(h // s, w // s), mode="bilinear", align_corners=False)
             out.append(net(xs))
         return out

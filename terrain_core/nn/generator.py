@@ -132,11 +132,20 @@ class Generator(nn.Module):
             for _ in range(nblocks):
                 blocks.append(
                     ResBlock(
-                        cin, cout, seg_channels=cfg.num_classes, conv_type=cfg.conv_type, shortcut=shortcut,
-                        noise=cfg.noise, slope=slope, spade_hidden=cfg.spade_hidden,
-                        spade_kernel=cfg.spade_kernel, attention=s in cfg.attention_stages,
-                        attention_kernel=cfg.attention_kernel, attention_heads=cfg.attention_heads,
-                        grids=grids, area=area,
+                        cin,
+                        cout,
+                        seg_channels=cfg.num_classes,
+                        conv_type=cfg.conv_type,
+                        shortcut=shortcut,
+                        noise=cfg.noise,
+                        slope=slope,
+                        spade_hidden=cfg.spade_hidden,
+                        spade_kernel=cfg.spade_kernel,
+                        attention=s in cfg.attention_stages,
+                        attention_kernel=cfg.attention_kernel,
+                        attention_heads=cfg.attention_heads,
+                        grids=grids,
+                        area=area,
                     )
                 )
                 cin = cout
@@ -161,8 +170,10 @@ class Generator(nn.Module):
             raise ValueError(f"onehot must be a [N, {cfg.num_classes}, H, W] tensor, got {shape}")
         n, c, h, w = onehot.shape
         if c != cfg.num_classes:
-            raise ValueError(f"onehot has {c} channels but the model has {cfg.num_classes} classes "
-                             f"(one-hot the class map with num_classes={cfg.num_classes})")
+            raise ValueError(
+                f"onehot has {c} channels but the model has {cfg.num_classes} classes "
+                f"(one-hot the class map with num_classes={cfg.num_classes})"
+            )
         ds = cfg.downsample
         if h < ds or w < ds or h % ds or w % ds:
             raise ValueError(f"onehot size {h}x{w} must be positive multiples of {ds}; pad the map first")
@@ -174,8 +185,10 @@ class Generator(nn.Module):
         scales = cfg.block_scales()
         if not isinstance(noises, (list, tuple)) or len(noises) != len(scales):
             got = len(noises) if isinstance(noises, (list, tuple)) else type(noises).__name__
-            raise ValueError(f"need {len(scales)} noise maps (one per residual block), got {got}; "
-                             "draw them with terrain_core.noise.draw_inputs")
+            raise ValueError(
+                f"need {len(scales)} noise maps (one per residual block), got {got}; "
+                "draw them with terrain_core.noise.draw_inputs"
+            )
         for i, (nz, f) in enumerate(zip(noises, scales, strict=True)):
             want = (n, 1, h // f, w // f)
             if not isinstance(nz, torch.Tensor) or tuple(nz.shape) != want:

@@ -47,11 +47,14 @@ def symmetric_pad(x: torch.Tensor, p: int) -> torch.Tensor:
 
 def _symmetric_index(x: torch.Tensor, p: int, dim: int) -> torch.Tensor:
     n = x.shape[dim]
-    # positions -p .. n+p-1 folded into 0..n-1: period 2n, second half mirrored (edge pixel repeated)
+    # positions -p .. n+p-1 mirrored into 0..n-1 (edge pixel repeated). Each pass mirrors once at each
+    # edge and moves an index at least one pixel closer, so p passes reach every size >= 1. (Written with
+    # where rather than a modulo: ONNX export has no remainder by a symbolic size.)
     j = torch.arange(-p, n + p, device=x.device)
-    m = torch.remainder(j, 2 * n)
-    idx = torch.where(m < n, m, 2 * n - 1 - m)
-    return torch.index_select(x, dim, idx)
+    for _ in range(p):
+        j = torch.where(j < 0, -1 - j, j)
+        j = torch.where(j >= n, 2 * n - 1 - j, j)
+    return torch.index_select(x, dim, j)
 
 
 def finite_differences(h: torch.Tensor) -> torch.Tensor:
@@ -128,8 +131,17 @@ class SPADENorm(nn.Module):
 class SPADEConv(nn.Module):
     """v1.0's "SPADE, leaky ReLU, conv" unit (the activation sits between norm and conv as in the block)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, seg_channels: int, hidden: int, spade_kernel: int,
-                 slope: float, bias: bool = True):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        seg_channels: int,
+        hidden: int,
+        spade_kernel: int,
+        slope: float,
+        bias: bool = True,
+    ):
         super().__init__()
         self.norm = SPADENorm(cin, seg_channels, hidden, spade_kernel)
         self.conv = conv2d(cin, cout, kernel, bias=bias)
@@ -244,8 +256,15 @@ class ModulatedConv(nn.Module):
     :func:`modulated_conv2d`. No bias (as the original). Optionally Scaled Sum (v1.2) before the
     features' 1x1 conv."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, seg_channels: int,
-                 scaled_sum_grids: tuple[int, ...] | None = None, area: float | None = None):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        seg_channels: int,
+        scaled_sum_grids: tuple[int, ...] | None = None,
+        area: float | None = None,
+    ):
         super().__init__()
         self.seg_conv = conv2d(seg_channels, cin, 3)  # segmap -> per-channel style logits
         self.feat_conv = conv2d(cin, cin, 1)
@@ -274,8 +293,9 @@ def _split_embedding(rel_h: torch.Tensor, rel_w: torch.Tensor, k: int) -> torch.
     return torch.cat([eh, ew], dim=0).reshape(rel_h.shape[0] + rel_w.shape[0], k * k)
 
 
-def local_attention(q: torch.Tensor, kpad: torch.Tensor, vpad: torch.Tensor, emb: torch.Tensor,
-                    k: int, heads: int) -> torch.Tensor:
+def local_attention(
+    q: torch.Tensor, kpad: torch.Tensor, vpad: torch.Tensor, emb: torch.Tensor, k: int, heads: int
+) -> torch.Tensor:
     """Local (k x k) dot-product attention without a [N, C, k*k, H, W] tensor.
 
     q [N, C, H, W]; kpad, vpad [N, C, H+k-1, W+k-1] (keys and values, padded); emb [C, k*k] the relative
@@ -295,20 +315,21 @@ def local_attention(q: torch.Tensor, kpad: torch.Tensor, vpad: torch.Tensor, emb
     logits = []
     for dy in range(k):
         for dx in range(k):
-            ks = kpad[:, :, dy:dy + hh, dx:dx + ww].reshape(n, heads, ch, hh, ww)
+            ks = kpad[:, :, dy : dy + hh, dx : dx + ww].reshape(n, heads, ch, hh, ww)
             logits.append((qh * ks).sum(dim=2))  # [N, heads, H, W]
     attn = torch.softmax(torch.stack(logits, dim=2), dim=2)  # [N, heads, k*k, H, W]
     # embedding term: [N, heads, k*k, H, W] x [heads, ch, k*k] -> [N, heads, ch, H, W]
     out = torch.einsum("nhoyx,hco->nhcyx", attn, emb.reshape(heads, ch, k * k))
     for dy in range(k):
         for dx in range(k):
-            vs = vpad[:, :, dy:dy + hh, dx:dx + ww].reshape(n, heads, ch, hh, ww)
+            vs = vpad[:, :, dy : dy + hh, dx : dx + ww].reshape(n, heads, ch, hh, ww)
             out = out + attn[:, :, dy * k + dx, None] * vs
     return out.reshape(n, c, hh, ww)
 
 
-def local_attention_naive(q: torch.Tensor, kpad: torch.Tensor, vpad: torch.Tensor, emb: torch.Tensor,
-                          k: int, heads: int) -> torch.Tensor:
+def local_attention_naive(
+    q: torch.Tensor, kpad: torch.Tensor, vpad: torch.Tensor, emb: torch.Tensor, k: int, heads: int
+) -> torch.Tensor:
     """Reference of :func:`local_attention` the way the original computes it: unfold keys and values into
     [N, C, k*k, H, W] tensors (memory k*k times the features). Same arguments and result."""
     n, c = q.shape[0], q.shape[1]
@@ -350,8 +371,12 @@ class LocalSelfAttention(nn.Module):
         """q [N, C, H, W], keys and values padded to [N, C, H+k-1, W+k-1], embedding [C, k*k]."""
         # The 1x1 convs commute with padding, so pad the (smaller or equal) projected maps.
         p = self.k // 2
-        return (self.q(x), symmetric_pad(self.key(x), p), symmetric_pad(self.value(x), p),
-                _split_embedding(self.rel_h, self.rel_w, self.k))
+        return (
+            self.q(x),
+            symmetric_pad(self.key(x), p),
+            symmetric_pad(self.value(x), p),
+            _split_embedding(self.rel_h, self.rel_w, self.k),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x [N, Cin, H, W] -> [N, Cout, H, W]
@@ -360,8 +385,23 @@ class LocalSelfAttention(nn.Module):
 
 
 __all__ = [
-    "NoiseInjection", "SPADENorm", "SPADEConv", "ScaledSum", "ModulatedConv", "LocalSelfAttention",
-    "modulated_conv2d", "segmap_style", "local_attention", "local_attention_naive", "block_average",
-    "scaled_sum_grids", "symmetric_pad", "finite_differences", "instance_norm", "resize_to", "upsample2",
-    "conv2d", "glorot_",
+    "NoiseInjection",
+    "SPADENorm",
+    "SPADEConv",
+    "ScaledSum",
+    "ModulatedConv",
+    "LocalSelfAttention",
+    "modulated_conv2d",
+    "segmap_style",
+    "local_attention",
+    "local_attention_naive",
+    "block_average",
+    "scaled_sum_grids",
+    "symmetric_pad",
+    "finite_differences",
+    "instance_norm",
+    "resize_to",
+    "upsample2",
+    "conv2d",
+    "glorot_",
 ]

@@ -35,8 +35,9 @@ class ShadowGenerator(nn.Module):
 
     def forward(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
         if raw.dim() != 4 or raw.shape[1] != 4:
-            raise ValueError(f"shadow generator input must be [N, 4, H, W] (Lab + height), got "
-                             f"{tuple(raw.shape)}")
+            raise ValueError(
+                f"shadow generator input must be [N, 4, H, W] (Lab + height), got {tuple(raw.shape)}"
+            )
         tex, h_raw = raw[:, :3], raw[:, 3:4]  # [N, 3, H, W], [N, 1, H, W]
         height = torch.tanh(h_raw)
         shade = self.shading(height)  # [N, 1, H, W]
