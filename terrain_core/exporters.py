@@ -339,17 +339,14 @@ def _corner_table(first: int, count: int, width: int) -> np.ndarray:
     tokens (OBJ separates them by any run of whitespace).
     """
     a = np.arange(first, first + count, dtype=np.int64)
-    r, l_ = _int_text(a, width), _left_aligned(a, width)
-    t = np.empty((3, count, 2 * width + 3), dtype=np.uint8)
-    t[0, :, 0], t[0, :, 1] = ord("f"), ord(" ")
-    t[1, :, :2] = ord(" ")
-    t[:2, :, 2 : 2 + width] = r
-    t[:2, :, 2 + width] = ord("/")
-    t[:2, :, 3 + width :] = l_
-    t[2, :, 0] = ord(" ")
-    t[2, :, 1 : 1 + width] = r
-    t[2, :, 1 + width] = ord("/")
-    t[2, :, 2 + width : -1] = l_
+    lead, slash = np.full((1, 2), ord(" "), np.uint8), np.full((1, 1), ord("/"), np.uint8)
+    middle = _join_fields((count,), [lead, _int_text(a, width), slash, _left_aligned(a, width)])
+    t = np.empty((3, middle.size), dtype=np.uint8)
+    t[1] = middle
+    t[0] = middle
+    t[2, :-1] = middle[1:]  # shifted one byte left: each row's leading space moves to the row before
+    t = t.reshape(3, count, -1)
+    t[0, :, 0] = ord("f")
     t[2, :, -1] = ord("\n")
     return t.reshape(3 * count, -1)
 
@@ -534,10 +531,11 @@ def write_obj(
             m = (r1 - r0 + 1) * nc  # vertices on rows r0 .. r1 (cell rows r0 .. r1 - 1 touch those)
             table = _corner_table(r0 * nc + 1, m, width)  # first / middle / last corner variants
             tl = (np.arange(r1 - r0)[:, None] * nc + cells[None]).ravel()  # local, 0-based
-            bl, tr_, br = tl + nc, tl + 1, tl + nc + 1
             # Per cell: (top-left, bottom-left, top-right) and (top-right, bottom-left, bottom-right) are
-            # counter-clockwise seen from above in both axis conventions (normals up).
-            rows = np.stack([tl, m + bl, 2 * m + tr_, tr_, m + bl, 2 * m + br], axis=1)  # [cells, 6]
+            # counter-clockwise seen from above in both axis conventions (normals up). Table rows: first
+            # corners at 0, middle ones at m, last ones at 2 m.
+            offsets = np.array([0, m + nc, 2 * m + 1, 1, m + nc, 2 * m + nc + 1], dtype=np.int64)
+            rows = tl[:, None] + offsets[None, :]  # [cells, 6]
             f.write(np.take(table, rows.ravel(), axis=0).ravel())
     if write_mtl:
         path_mtl.write_text(
