@@ -1,0 +1,38 @@
+"""The Blender-facing half of the add-on: properties, operators, panels (imported only inside Blender)."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import live, props
+from .export import CLASSES_EXPORT
+from .generate import CLASSES_GENERATE, state
+from .paint import CLASSES_PAINT
+from .panel import CLASSES_PANEL
+
+classes = (
+    props.TERRAIN_AddonPreferences,
+    props.TERRAIN_PG_settings,
+    *CLASSES_PAINT,
+    *CLASSES_GENERATE,
+    *CLASSES_EXPORT,
+    *CLASSES_PANEL,
+)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    props.register_props()
+
+
+def unregister() -> None:
+    live.stop()
+    job = state["job"]
+    if job is not None:
+        job.cancel()
+    state["job"] = None
+    props.unregister_props()
+    for cls in reversed(classes):
+        if getattr(cls, "is_registered", False):
+            bpy.utils.unregister_class(cls)

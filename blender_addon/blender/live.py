@@ -1,0 +1,109 @@
+"""Live mode: a low-resolution preview regenerated shortly after each stroke, never blocking painting.
+
+A ``bpy.app.timers`` function polls the map image a few times a second (one ``foreach_get`` + a hash, well
+under a millisecond at 256 px). The :class:`Debouncer` starts a preview once the map has been still for a
+moment; a newer map cancels the stale job. Previews replace one "Terrain preview" object and are not undo
+steps (they are a view of the map, not an edit).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from functools import partial
+
+import bpy
+
+from ..core.jobs import Job
+from ..core.live import Debouncer
+from ..core.maps import map_checksum
+from ..core.pipeline import run_generation
+from .paint import active_map_image, map_labels
+
+POLL_S = 0.25
+DEBOUNCE_S = 0.6
+PREVIEW_MESH = 128  # vertices per side of a preview: light enough to rebuild while painting
+
+_live = {"debouncer": Debouncer(DEBOUNCE_S), "job": None, "req": None, "running": False, "last_error": ""}
+
+
+def start() -> None:
+    if not _live["running"]:
+        _live["running"] = True
+        _live["debouncer"] = Debouncer(DEBOUNCE_S)
+        bpy.app.timers.register(_tick, first_interval=POLL_S, persistent=False)
+
+
+def stop() -> None:
+    _live["running"] = False
+    job = _live["job"]
+    if job is not None:
+        job.cancel()
+    _live["job"] = None
+    if bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.unregister(_tick)
+
+
+def status() -> str:
+    job = _live["job"]
+    if _live["last_error"]:
+        return _live["last_error"]
+    if job is not None and not job.done:
+        return f"Preview {int(job.progress * 100)}%"
+    return "Preview up to date" if _live["running"] else ""
+
+
+def _tick():
+    if not _live["running"]:
+        return None
+    try:
+        return _step(bpy.context)
+    except Exception:  # a timer that raises is dropped by Blender: keep live mode alive, say why
+        traceback.print_exc()
+        return POLL_S
+
+
+def _step(context):
+    scene = context.scene
+    s = getattr(scene, "terrain_gan", None)
+    if s is None or not s.live_mode:
+        _live["running"] = False
+        return None
+    job = _live["job"]
+    if job is not None and job.done:
+        _live["job"] = None
+        if job.error is None and not job.cancelled:
+            from .generate import finish
+
+            try:
+                finish(context, _live["req"], job.result, preview=True)
+                _live["last_error"] = ""
+            except Exception as e:
+                _live["last_error"] = f"Preview failed: {e}"
+        elif job.error is not None and not job.cancelled:
+            _live["last_error"] = f"Preview failed: {job.error}"
+            _live["debouncer"].forget()
+    img = active_map_image(context)
+    if img is None:
+        return POLL_S
+    labels = map_labels(img)
+    key = map_checksum(labels)
+    if _live["debouncer"].observe(key, time.monotonic()):
+        if _live["job"] is not None:
+            _live["job"].cancel()  # stale: the map changed since it started
+        from .generate import request_from_scene
+
+        req = request_from_scene(context, resolution=s.live_resolution, mesh_resolution=PREVIEW_MESH)
+        _live["req"] = req
+        _live["job"] = Job(partial(run_generation, req), name="live").start()
+    return POLL_S
+
+
+def tick_for_tests(context) -> float | None:
+    """One poll step (tests drive the timer by hand: background mode runs no timers)."""
+    _live["running"] = True
+    return _step(context)
+
+
+def current_job():
+    return _live["job"]

@@ -1,0 +1,136 @@
+"""The sidebar tab "Generate Terrain": Paint, Generate, Export."""
+
+from __future__ import annotations
+
+import bpy
+
+from terrain_core.labels import CLASSES
+
+from .build import META_KEY
+from .generate import state
+from .paint import active_map_image
+
+CATEGORY = "Generate Terrain"
+
+
+class _Panel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+
+
+class TERRAIN_PT_paint(_Panel, bpy.types.Panel):
+    """Paint a terrain class map"""
+
+    bl_label = "Paint"
+    bl_idname = "TERRAIN_PT_paint"
+
+    def draw(self, context):
+        s = context.scene.terrain_gan
+        layout = self.layout
+        col = layout.column(align=True)
+        col.prop(s, "plane_size_m")
+        col.prop(s, "map_resolution")
+        col.prop(s, "fill_class")
+        layout.operator("terrain.new_paint_plane", icon="MESH_PLANE")
+        img = active_map_image(context)
+        if img is None:
+            layout.label(text="Add a paint plane or load a map", icon="INFO")
+            layout.operator("terrain.load_map", icon="FILEBROWSER")
+            return
+        layout.label(text=f"Map: {img.name} ({img.size[0]}x{img.size[1]})", icon="IMAGE_DATA")
+        ip = context.scene.tool_settings.image_paint
+        if ip.palette is not None:
+            layout.template_palette(ip, "palette", color=True)
+        grid = layout.grid_flow(row_major=True, columns=2, even_columns=True, align=True)
+        for c in CLASSES:
+            op = grid.operator("terrain.set_paint_class", text=c.name.capitalize())
+            op.terrain_class = c.name.upper()
+        row = layout.row(align=True)
+        row.operator_menu_enum("terrain.fill_map", "terrain_class", text="Fill", icon="SNAP_FACE")
+        row.operator("terrain.clear_map", text="Clear", icon="X")
+        row = layout.row(align=True)
+        row.operator("terrain.load_map", text="Load", icon="FILEBROWSER")
+        row.operator("terrain.save_map", text="Save", icon="FILE_TICK")
+        row = layout.row(align=True)
+        row.prop(s, "random_seed")
+        row.operator("terrain.random_map", icon="RNDCURVE")
+
+
+class TERRAIN_PT_generate(_Panel, bpy.types.Panel):
+    """Generate a terrain from the painted map"""
+
+    bl_label = "Generate"
+    bl_idname = "TERRAIN_PT_generate"
+
+    def draw(self, context):
+        s = context.scene.terrain_gan
+        layout = self.layout
+        layout.prop(s, "model_path")
+        row = layout.row(align=True)
+        row.prop(s, "seed")
+        row.operator("terrain.randomize_seed", text="", icon="FILE_REFRESH")
+        col = layout.column(align=True)
+        col.prop(s, "resolution")
+        col.prop(s, "mesh_resolution")
+        col = layout.column(align=True)
+        col.prop(s, "height_min_m")
+        col.prop(s, "height_max_m")
+        row = layout.row(align=True)
+        row.prop(s, "tiling", text="")
+        sub = row.row(align=True)
+        sub.enabled = s.tiling == "ON"
+        sub.prop(s, "tile_size")
+        layout.prop(s, "mesh_mode", expand=True)
+        row = layout.row()
+        row.prop(s, "use_shaded")
+        row.prop(s, "replace_previous")
+        job = state["job"]
+        if job is not None and not job.done:
+            row = layout.row(align=True)
+            row.label(text=f"{state['label']}... {int(job.progress * 100)}%", icon="TIME")
+            row.operator("terrain.cancel_generation", icon="CANCEL")
+        else:
+            layout.operator("terrain.generate", icon="RNDCURVE")
+        row = layout.row(align=True)
+        row.prop(s, "live_mode", icon="PLAY" if not s.live_mode else "PAUSE")
+        row.prop(s, "live_resolution", text="")
+        if s.live_mode:
+            from . import live
+
+            msg = live.status()
+            if msg:
+                layout.label(text=msg)
+        ob = context.active_object
+        meta = ob.get(META_KEY) if ob is not None else None
+        if meta is not None:
+            box = layout.box()
+            box.label(text=f"{ob.name}: seed {meta.get('seed')}, model {meta.get('model')}", icon="OBJECT_DATA")
+            box.label(text=f"Map checksum {meta.get('map_checksum')}")
+            row = box.row(align=True)
+            row.operator("terrain.regenerate", icon="FILE_REFRESH")
+            row.operator("terrain.variation", icon="MOD_NOISE")
+
+
+class TERRAIN_PT_export(_Panel, bpy.types.Panel):
+    """Export the selected terrain"""
+
+    bl_label = "Export"
+    bl_idname = "TERRAIN_PT_export"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        s = context.scene.terrain_gan
+        layout = self.layout
+        layout.prop(s, "export_dir")
+        col = layout.column(heading="Files", align=True)
+        col.prop(s, "export_height")
+        col.prop(s, "export_texture")
+        col.prop(s, "export_splats")
+        row = layout.row(align=True)
+        row.prop(s, "export_obj", toggle=True)
+        row.prop(s, "export_glb", toggle=True)
+        layout.operator("terrain.export", icon="EXPORT")
+
+
+CLASSES_PANEL = (TERRAIN_PT_paint, TERRAIN_PT_generate, TERRAIN_PT_export)
