@@ -333,7 +333,7 @@ def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
             for k in ("name", "path", "runtime", "device", "untrained", "terrain_core_version", "created")
         },
         "generation": {"tile": args.tile, "overlap": args.overlap, "seed": args.seed},
-        "command": " ".join([PROG, *sys.argv[1:]]) if sys.argv and sys.argv[0] else PROG,
+        "command": " ".join([PROG, *args.argv]),
         "timings": {"read_map": t_read, "generate": t_generate},
     }
     t0 = time.perf_counter()
@@ -390,6 +390,7 @@ def cmd_info(args: argparse.Namespace, out_stream, err_stream) -> int:
                 created="",
             )
             meta["path"] = None
+            meta["created"] = ""  # made on the fly, not a file with a date
         else:
             meta = dict(read_model_metadata(path))
             meta["path"] = str(path)
@@ -431,7 +432,9 @@ def main(argv: Sequence[str] | None = None, *, stdout=None, stderr=None) -> int:
     parser = build_parser()
     try:
         try:
-            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+            argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+            args = parser.parse_args(argv)
+            args.argv = argv
         except SystemExit as e:  # --help (0)
             return int(e.code or 0)
         if args.command is None:

@@ -79,6 +79,7 @@ def test_generate_writes_every_file_with_the_right_sizes(tmp_path, model, map_pn
     assert meta["timings"]["generate"] > 0 and meta["obj"]["vertices"] == 56 * 40
     assert set(meta["files"]) == ALL_FILES - {"meta.json"}
     assert str(out.resolve()) in stdout and "terrain.obj" in stdout and "generate" in stdout
+    assert meta["command"].startswith("python -m terrain_core generate --labels")
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left beside it
 
 
