@@ -128,8 +128,10 @@ class Trainer:
         D.broadcast_module_(self.gen, self.env)
         D.broadcast_module_(self.disc, self.env)
         self.ema = copy.deepcopy(self.gen).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-        self.gen_fwd = torch.compile(self.gen) if cfg.compile else self.gen
-        self.disc_fwd = torch.compile(self.disc) if cfg.compile else self.disc
+        if cfg.compile:
+            # In place (Module.compile): state-dict keys stay as they are; the EMA copy is made above.
+            self.gen.generator.compile()
+            self.disc.compile()
 
         self.g_params = [p for p in self.gen.parameters() if p.requires_grad]
         self.d_params = [p for p in self.disc.parameters() if p.requires_grad]
@@ -241,14 +243,14 @@ class Trainer:
 
         with self._autocast():
             with torch.set_grad_enabled(g_on):
-                out = self.gen_fwd(onehot, z, noises, flip_lr, flip_ud)  # routes 1 and 2
+                out = self.gen(onehot, z, noises, flip_lr, flip_ud)  # routes 1 and 2
             parts = [
                 discriminator_input(onehot, real_rgb, real_h),
                 discriminator_input(onehot, out.rgb, out.height),
             ]
             if cfg.flip_route:
                 parts.append(discriminator_input(out.onehot_flip, out.rgb_flip, out.height_flip))
-            d_split = split_batch(self.disc_fwd(torch.cat(parts, 0)), len(parts))  # one batch: real + fakes
+            d_split = split_batch(self.disc(torch.cat(parts, 0)), len(parts))  # one batch: real + fakes
             d_real, d_fake = d_split[0], d_split[1]
             d_flip = d_split[2] if cfg.flip_route else None
             terms = discriminator_losses(d_real, d_fake, d_flip)
@@ -842,6 +844,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UsageError, ckpt.CheckpointError, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 3 if isinstance(e, TrainingDiverged) else 2
+    except ValueError as e:
+        # Data and VGG weight errors name the file and the fix: no traceback for those.
+        from training.data.files import DataFileError
+        from training.vgg import VGGWeightsError
+
+        if isinstance(e, (DataFileError, VGGWeightsError)):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("\ninterrupted; resume with --resume (from the last latest.pt)", file=sys.stderr)
         return 130
