@@ -408,3 +408,41 @@ def test_splat_blocks_do_not_change_the_result():
     blocks = E.splat_masks(labels, soften_px=2.0, block_pixels=37 * 5)  # 5-row blocks, 6-row halo
     np.testing.assert_array_equal(whole[0], blocks[0])
     np.testing.assert_array_equal(whole[1], blocks[1])
+
+
+def test_numpy_parts_work_without_pillow_scipy_or_torch(tmp_path):
+    # Inside Blender there is no Pillow: importing these modules and the numpy-only writers must work,
+    # and the image writers must say what is missing.
+    script = textwrap.dedent(
+        f"""
+        import sys, importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("PIL", "scipy", "torch"):
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        sys.path.insert(0, {str(ROOT)!r})
+        import numpy as np
+        from terrain_core import exporters as E, imageio, cli
+        h = np.random.default_rng(0).normal(size=(9, 12)).astype(np.float32)
+        E.write_obj({str(tmp_path / "t.obj")!r}, h, 1.0)
+        s0, s1 = E.splat_masks(np.zeros((9, 12), np.uint8), soften_px=1.0)
+        assert E.hillshade(h, 1.0).shape == (9, 12) and s0[..., 0].min() == 255
+        try:
+            E.write_texture_png({str(tmp_path / "x.png")!r}, np.zeros((4, 4, 3), np.uint8))
+        except E.ExportError as e:
+            print("OK:", e)
+        try:
+            imageio.read_label_map({str(tmp_path / "t.obj")!r})
+        except imageio.MapReadError as e:
+            print("OK:", e)
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("PIL", "scipy", "torch")))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("OK:") and "Pillow" in lines[0]
+    assert lines[1].startswith("OK:") and "Pillow" in lines[1]
+    assert lines[2] == "[]"
+    assert len(parse_obj(tmp_path / "t.obj")["v"]) == 9 * 12
