@@ -23,6 +23,8 @@ Conventions
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -676,10 +678,12 @@ def write_outputs(
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir} exists and is not a folder; choose another output folder")
     parent = out_dir.resolve().parent
+    new_dirs = _missing_ancestors(parent)  # created here, removed again if the export fails
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
     except OSError as e:
+        _remove_empty(new_dirs)
         raise ExportError(f"cannot write into {parent}: {e.strerror or e}") from e
 
     timings: dict[str, float] = {}
@@ -729,9 +733,30 @@ def write_outputs(
             written["meta.json"] = tmp / "meta.json"
         return _move_into(tmp, out_dir, list(written))
     except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(new_dirs)
         raise ExportError(f"writing the outputs into {out_dir} failed, nothing was written: {e}") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(new_dirs)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _missing_ancestors(path: Path) -> list[Path]:
+    """``path`` and its parents that do not exist yet, deepest first."""
+    out = []
+    while not path.exists() and path != path.parent:
+        out.append(path)
+        path = path.parent
+    return out
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    for d in dirs:  # deepest first; a folder someone else has put files in meanwhile stays
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def _meta(
@@ -808,8 +833,15 @@ def _move_into(tmp: Path, out_dir: Path, names: list[str]) -> dict[str, Path]:
     try:
         for name in names:
             dst = out_dir / name
-            # Same file system (a sibling folder), so this is a rename: all or nothing per file.
-            os.replace(tmp / name, dst)
+            try:
+                # Same file system (a sibling folder), so this is a rename: all or nothing per file.
+                os.replace(tmp / name, dst)
+            except OSError as e:
+                if e.errno != errno.EXDEV:  # out_dir is a mount point: copy beside the target, rename
+                    raise
+                part = out_dir / f".{name}.partial"
+                shutil.copyfile(tmp / name, part)
+                os.replace(part, dst)
             moved.append(dst)
     except OSError:
         for p in moved:

@@ -446,3 +446,14 @@ def test_numpy_parts_work_without_pillow_scipy_or_torch(tmp_path):
     assert lines[1].startswith("OK:") and "Pillow" in lines[1]
     assert lines[2] == "[]"
     assert len(parse_obj(tmp_path / "t.obj")["v"]) == 9 * 12
+
+
+def test_failed_export_removes_the_folders_it_created(tmp_path):
+    # obj_step=0 is only found by the OBJ writer, after the parent folders and the temporary folder exist.
+    with pytest.raises(ValueError, match="step"):
+        E.write_outputs(make_result(), tmp_path / "a" / "b" / "out", obj_step=0)
+    assert list(tmp_path.iterdir()) == []
+    files = E.write_outputs(make_result(), tmp_path / "new" / "nested" / "out", "texture")
+    assert files["texture.png"].is_file() and sorted(
+        p.name for p in files["texture.png"].parent.iterdir()
+    ) == ["texture.png"]
