@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep every N-th height sample in the mesh (lighter OBJ)",
     )
     g.add_argument("--obj-up", choices=("y", "z"), default="y", help="OBJ up axis (default y)")
+    g.add_argument(
+        "--runtime",
+        choices=("onnx", "torch"),
+        help="check the model runs on this runtime; without --model, pick the built-in default of its type",
+    )
     g.add_argument("--threads", type=_int_range(1, 1024, "--threads"), default=None, metavar="N")
     g.add_argument("--device", choices=("cpu", "cuda", "mps", "auto"), default="cpu")
     g.add_argument(
@@ -243,6 +248,25 @@ class _Progress:
         print(f"\r  generating: {pct:3d}%", end=end, file=self.stream, flush=True)
 
 
+def _model_for_runtime(model: str | None, runtime: str | None) -> str | Path | None:
+    """The model path to load: ``--model`` checked against ``--runtime``, or the default of that type."""
+    from terrain_core.runtime import MODELS_DIR
+
+    suffix = {"onnx": ".onnx", "torch": ".safetensors"}.get(runtime or "")
+    if model is not None:
+        if suffix and Path(model).suffix != suffix:
+            raise CliError(f"--runtime {runtime} needs a {suffix} model file, got {model}")
+        return model
+    if suffix is None:
+        return None
+    p = MODELS_DIR / f"default{suffix}"
+    if p.is_file() and p.stat().st_size > 0:
+        return p
+    if runtime == "torch":
+        return None  # the untrained stand-in runs on torch
+    raise CliError(f"no built-in {suffix} model is shipped; give one with --model")
+
+
 def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
     from terrain_core import imageio
     from terrain_core.runtime import (
@@ -268,8 +292,9 @@ def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
     src_h, src_w = labels.shape
     width, height = args.size if args.size else (src_w, src_h)
 
+    model_path = _model_for_runtime(args.model, args.runtime)
     try:
-        gen = TerrainGenerator.load(args.model, device=args.device, threads=args.threads)
+        gen = TerrainGenerator.load(model_path, device=args.device, threads=args.threads)
     except (ModelFileError, RuntimeUnavailableError) as e:
         raise CliError(str(e)) from None
     except ValueError as e:
@@ -358,6 +383,8 @@ def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
     lo, hi = result.height_range_m
     hm = result.height_m
     say(f"height: {float(hm.min()):.1f} .. {float(hm.max()):.1f} m (model range {lo:g} .. {hi:g} m)")
+    if "obj" in args.format and "texture" not in args.format:
+        say("note: terrain.mtl refers to texture.png, which was not written (add texture to --format)")
     say(f"wrote {len(files)} files to {out_dir.resolve()}:")
     for name, path in files.items():
         say(f"  {name:<12} {_fmt_bytes(path.stat().st_size):>10}")

@@ -97,6 +97,9 @@ def test_size_format_and_plus_one(tmp_path, model, map_png):
     assert meta["inputs"]["size"] == [64, 48] and meta["inputs"]["labels_size"] == [56, 40]
     assert meta["plus_one"] and meta["cell_size_m"] == pytest.approx(10.0)
     assert meta["obj"]["vertices"] == 65 * 49
+    rc, out_text, _ = run("generate", "--labels", map_png, "--out", out, "--model", model, "--format", "obj",
+                          "--runtime", "torch")  # fmt: skip
+    assert rc == 0 and "texture.png, which was not written" in out_text
 
 
 def test_resize_nearest_keeps_classes_and_proportions():
@@ -159,6 +162,8 @@ def test_bad_maps_exit_2_and_write_nothing(tmp_path, model, kind, pattern):
         (["--tile", "0", "--max-memory", "0.001"], "use --tile"),
         (["--size", "16384", "--tile", "512", "--max-memory", "2"], "even in 512-pixel tiles"),
         (["--bogus"], "unrecognized arguments"),
+        (["--runtime", "onnx"], "needs a .onnx model file"),
+        (["--runtime", "tensorflow"], "invalid choice"),
     ],
 )
 def test_bad_options_exit_2_and_write_nothing(tmp_path, model, map_png, extra, pattern):
