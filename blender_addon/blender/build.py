@@ -184,6 +184,7 @@ def build_terrain(outcome, opts: BuildOptions, scene, replace=None):
         tex_img = new_image(f"{opts.name} texture", tex_arr, created=created)
         # Heights in metres as a float image: the Displace mode reads it, Export reads it back later.
         height_img = new_image(f"{opts.name} height", outcome.height_m, float_buffer=True, non_color=True, created=created)
+        height_img.use_fake_user = True  # referenced only by name from the object: keep it in saved files
         t_img = time.perf_counter()
         if opts.mesh_mode == "DISPLACE":
             me = new_grid_mesh(opts.name, outcome.grid, z_offset=opts.height_min_m, created=created)
@@ -238,6 +239,9 @@ def remove_terrain(ob) -> None:
     textures = [m.texture for m in ob.modifiers if m.type == "DISPLACE" and m.texture is not None]
     images |= {t.image for t in textures if getattr(t, "image", None) is not None}
     images |= {material_image(m) for m in mats}
+    for img in images:
+        if img is not None:
+            img.use_fake_user = False
     bpy.data.objects.remove(ob)
     if me is not None and me.users == 0:
         bpy.data.meshes.remove(me)

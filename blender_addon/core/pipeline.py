@@ -34,7 +34,7 @@ MAX_RESOLUTION = 8192
 
 # Errors a user can fix; operators report their message as it is (no traceback).
 USER_ERRORS = (LabelMapError, ModelFileError, RuntimeUnavailableError, ValueError, OSError)
-__all__ = ["GenerationCancelled", "GenerateRequest", "GenerateOutcome", "RequestError", "run_generation"]
+__all__ = ["GenerationCancelled", "ModelFileError", "GenerateRequest", "GenerateOutcome", "RequestError", "run_generation"]
 
 
 class RequestError(ValueError):

@@ -1,0 +1,406 @@
+"""The add-on inside real Blender (the bpy 5.0.1 module, background mode, temporary user folders).
+
+One bpy session for the module; each test starts from factory settings with the add-on registered.
+Painting is simulated by writing pixels (``paint.image_paint`` crashes without a UI undo stack).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+import blender_addon  # noqa: E402
+from blender_addon.blender import build, export, generate, live, paint  # noqa: E402
+from blender_addon.core import maps, pipeline  # noqa: E402
+from terrain_core.labels import CLASSES, PALETTE  # noqa: E402
+
+
+def _ctx():
+    win = bpy.context.window_manager.windows[0]
+    area = next(a for a in win.screen.areas if a.type == "VIEW_3D")
+    region = next(r for r in area.regions if r.type == "WINDOW")
+    return bpy.context.temp_override(window=win, screen=win.screen, area=area, region=region)
+
+
+@pytest.fixture
+def scene():
+    """Factory settings, the add-on registered, a 32x32 paint plane; unregistered afterwards."""
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    blender_addon.register()
+    with _ctx():
+        bpy.ops.terrain.new_paint_plane(size=40.0, resolution=32, fill_class="WATER")
+        s = bpy.context.scene.terrain_gan
+        s.resolution = 32
+        yield bpy.context.scene
+        if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+    blender_addon.unregister()
+
+
+def snapshot():
+    """Everything a failed Generate must leave untouched."""
+    return {
+        kind: sorted(x.name for x in getattr(bpy.data, kind))
+        for kind in ("objects", "meshes", "materials", "images", "textures")
+    }
+
+
+def paint_half_mountains(img):
+    """Water in the west half, mountains in the east (as strokes would leave it)."""
+    w, h = img.size
+    lab = np.zeros((h, w), np.uint8)
+    lab[:, w // 2 :] = 5
+    img.pixels.foreach_set(maps.pixels_from_labels(lab))
+    img.update()
+    return lab
+
+
+# ------------------------------------------------------------------------------------------ registration
+
+
+def test_register_unregister_twice():
+    for _ in range(2):
+        blender_addon.register()
+        assert bpy.types.TERRAIN_OT_generate.is_registered
+        assert hasattr(bpy.types.Scene, "terrain_gan")
+        assert bpy.context.scene.terrain_gan.resolution == 256
+        blender_addon.unregister()
+        assert not hasattr(bpy.types, "TERRAIN_OT_generate") or not bpy.types.TERRAIN_OT_generate.is_registered
+        assert not hasattr(bpy.types.Scene, "terrain_gan")
+
+
+def test_tooltips_and_names_follow_conventions():
+    from blender_addon.blender import classes
+
+    for cls in classes:
+        assert cls.__name__.startswith(("TERRAIN_OT_", "TERRAIN_PT_", "TERRAIN_PG_", "TERRAIN_Addon"))
+        if cls.__name__.startswith("TERRAIN_OT_"):
+            assert cls.__doc__ and cls.bl_idname.startswith("terrain.")
+
+
+class MockLayout:
+    """Records what a panel draws; every sub-layout records into the same list."""
+
+    def __init__(self, calls):
+        self.calls = calls
+        self.enabled = True
+
+    def __getattr__(self, name):
+        def method(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            if name in ("row", "column", "box", "grid_flow", "split", "column_flow"):
+                return MockLayout(self.calls)
+            if name in ("operator",):
+                return type("OpProps", (), {})()
+            return None
+
+        return method
+
+
+def _draw(panel_cls):
+    calls = []
+    panel_cls.draw(type("P", (), {"layout": MockLayout(calls)})(), bpy.context)
+    return calls
+
+
+def test_panels_draw_against_mock_layout(scene):
+    from blender_addon.blender.panel import TERRAIN_PT_export, TERRAIN_PT_generate, TERRAIN_PT_paint
+
+    assert TERRAIN_PT_paint.bl_category == "Generate Terrain" and TERRAIN_PT_paint.bl_region_type == "UI"
+    calls = _draw(TERRAIN_PT_paint)
+    ops = [c[1][0] for c in calls if c[0] == "operator"]
+    assert "terrain.new_paint_plane" in ops and "terrain.random_map" in ops and "terrain.load_map" in ops
+    class_buttons = [c[2].get("text") for c in calls if c[0] == "operator" and c[1][0] == "terrain.set_paint_class"]
+    assert class_buttons == [c.name.capitalize() for c in CLASSES]
+    assert any(c[0] == "template_palette" for c in calls)
+    calls = _draw(TERRAIN_PT_generate)
+    props = [c[1][1] for c in calls if c[0] == "prop"]
+    for p in ("model_path", "seed", "resolution", "mesh_resolution", "height_min_m", "height_max_m", "tiling", "live_mode"):
+        assert p in props
+    assert ("operator", ("terrain.generate",), {"icon": "RNDCURVE"}) in calls
+    calls = _draw(TERRAIN_PT_export)
+    assert any(c[0] == "operator" and c[1][0] == "terrain.export" for c in calls)
+
+
+# ------------------------------------------------------------------------------------------ paint
+
+
+def test_paint_plane_setup(scene):
+    s = scene.terrain_gan
+    ob, img = s.paint_object, s.paint_image
+    assert ob is not None and img is not None and tuple(img.size) == (32, 32)
+    assert ob.mode == "TEXTURE_PAINT" and bpy.context.view_layer.objects.active == ob
+    assert np.isclose(ob.dimensions.x, 40.0) and ob.hide_render
+    assert (paint.map_labels(img) == 0).all()  # filled with water
+    ip = scene.tool_settings.image_paint
+    pal = ip.palette
+    assert [tuple(round(v * 255) for v in c.color) for c in pal.colors] == [c.rgb for c in CLASSES]
+    assert np.allclose([tuple(c.color) for c in pal.colors], PALETTE / 255.0, atol=1e-6)
+    assert ip.brush is not None and ip.brush.name == paint.BRUSH_NAME
+    assert ip.canvas == img and ip.mode == "IMAGE"
+    ups = ip.unified_paint_settings
+    with _ctx():
+        bpy.ops.terrain.set_paint_class(terrain_class="FOREST")
+    assert np.allclose(tuple(ups.color), PALETTE[2] / 255.0, atol=1e-6)
+
+
+def test_fill_clear_random_save_and_load(scene, tmp_path):
+    img = scene.terrain_gan.paint_image
+    with _ctx():
+        bpy.ops.terrain.fill_map(terrain_class="DESERT")
+        assert (paint.map_labels(img) == 4).all()
+        scene.terrain_gan.fill_class = "FOREST"
+        bpy.ops.terrain.clear_map()
+        assert (paint.map_labels(img) == 2).all()
+        scene.terrain_gan.random_seed = 7
+        bpy.ops.terrain.random_map()
+        rnd = paint.map_labels(img)
+        assert np.array_equal(rnd, maps.random_map(7, 32))
+        out = tmp_path / "map.png"
+        bpy.ops.terrain.save_map(filepath=str(out))
+        bpy.ops.terrain.clear_map()
+        bpy.ops.terrain.load_map(filepath=str(out))
+        assert np.array_equal(paint.map_labels(img), rnd)
+        # A map of another size, with soft (blended) edges: the image takes its size, pixels snap.
+        from blender_addon.core.png import write_png
+
+        big = np.zeros((20, 30, 3), np.uint8)
+        big[:] = PALETTE[1]
+        big[:, 15:] = (PALETTE[5] * 0.85 + PALETTE[1] * 0.15).astype(np.uint8)
+        write_png(tmp_path / "soft.png", big)
+        bpy.ops.terrain.load_map(filepath=str(tmp_path / "soft.png"))
+        lab = paint.map_labels(img)
+        assert lab.shape == (20, 30) and (lab[:, :15] == 1).all() and (lab[:, 15:] == 5).all()
+        with pytest.raises(RuntimeError, match="not found"):
+            bpy.ops.terrain.load_map(filepath=str(tmp_path / "missing.png"))
+
+
+def test_painting_by_pixels_is_read_back(scene):
+    img = scene.terrain_gan.paint_image
+    lab = paint_half_mountains(img)
+    # A soft stroke edge leaves blends; they snap to the nearest class.
+    px = np.empty(32 * 32 * 4, np.float32)
+    img.pixels.foreach_get(px)
+    px = px.reshape(32, 32, 4)
+    px[:, 15, :3] = (PALETTE[0] * 0.6 + PALETTE[5] * 0.4) / 255.0
+    img.pixels.foreach_set(px.ravel())
+    assert np.array_equal(paint.map_labels(img), lab)
+
+
+# ------------------------------------------------------------------------------------------ generate
+
+
+def test_generate_end_to_end_and_one_undo_step(scene):
+    """Operators called from Python never push undo steps themselves (bpy.ops nests them in the caller's
+    step), so the test pushes the step that Blender's UI pushes after an UNDO operator finishes, then checks
+    that undoing that one step removes everything Generate made. Undo works in background mode with a
+    region in the context override."""
+    s = scene.terrain_gan
+    s.resolution, s.mesh_resolution, s.height_min_m, s.height_max_m, s.seed = 32, 17, 0.0, 30.0, 5
+    lab = paint_half_mountains(s.paint_image)
+    with _ctx():
+        bpy.ops.ed.undo_push(message="before generate")
+        before = snapshot()
+        assert bpy.ops.terrain.generate() == {"FINISHED"}
+        bpy.ops.ed.undo_push(message="Generate Terrain")
+        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        me = ob.data
+        assert len(me.vertices) == 17 * 17 and len(me.polygons) == 16 * 16
+        assert not me.validate()  # nothing to fix: the bulk-written topology is consistent
+        assert len(me.uv_layers) == 1
+        uv = np.empty(len(me.loops) * 2, np.float32)
+        me.uv_layers[0].uv.foreach_get("vector", uv)
+        assert 0 < uv.min() and uv.max() < 1
+        tex_img = build.material_image(me.materials[0])
+        assert tex_img is not None and tuple(tex_img.size) == (32, 32) and tex_img.packed_file is not None
+        meta = ob[build.META_KEY]
+        assert meta["seed"] == 5 and meta["map_checksum"] == maps.map_checksum(lab)
+        assert meta["map_image"] == s.paint_image.name and meta["model"]
+        assert np.allclose(ob.matrix_world.translation, s.paint_object.matrix_world.translation)
+        z = np.empty(len(me.vertices) * 3, np.float32)
+        me.attributes["position"].data.foreach_get("vector", z)
+        z = z[2::3].reshape(17, 17)
+        assert np.isfinite(z).all() and 0.0 <= z.min() and z.max() <= 30.0
+        assert np.isclose(ob.dimensions.x, 40.0 * 31 / 32, rtol=1e-4)  # vertices on pixel centres
+        if not meta["untrained"]:
+            assert z[:, 9:].mean() > z[:, :8].mean()  # mountains (east) above water (west)
+        # One undo step takes the whole terrain away again.
+        bpy.ops.ed.undo()
+        assert generate.TERRAIN_NAME not in bpy.data.objects
+        assert snapshot() == before
+        assert bpy.context.object.mode == "TEXTURE_PAINT"  # still painting, as before Generate
+
+
+def test_regenerate_replaces_and_variation_changes_seed(scene):
+    s = scene.terrain_gan
+    paint_half_mountains(s.paint_image)
+    with _ctx():
+        bpy.ops.terrain.generate()
+        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        first_seed = ob[build.META_KEY]["seed"]
+        bpy.ops.object.mode_set(mode="OBJECT")
+        for o in bpy.context.view_layer.objects:
+            o.select_set(False)
+        bpy.context.view_layer.objects.active = ob
+        n_objects, n_meshes = len(bpy.data.objects), len(bpy.data.meshes)
+        assert bpy.ops.terrain.regenerate() == {"FINISHED"}
+        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        assert ob[build.META_KEY]["seed"] == first_seed
+        assert (len(bpy.data.objects), len(bpy.data.meshes)) == (n_objects, n_meshes)  # replaced, not added
+        bpy.context.view_layer.objects.active = ob
+        assert bpy.ops.terrain.variation() == {"FINISHED"}
+        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        assert ob[build.META_KEY]["seed"] != first_seed and s.seed == ob[build.META_KEY]["seed"]
+        assert len(bpy.data.objects) == n_objects
+        assert len([i for i in bpy.data.images if i.users == 0]) == 0  # old images went with the old object
+
+
+def test_displace_mode(scene):
+    s = scene.terrain_gan
+    s.mesh_mode, s.mesh_resolution, s.height_min_m, s.height_max_m = "DISPLACE", 9, 2.0, 12.0
+    with _ctx():
+        assert bpy.ops.terrain.generate() == {"FINISHED"}
+    ob = bpy.data.objects[generate.TERRAIN_NAME]
+    assert len(ob.data.vertices) == 81 and all(np.isclose(v.co.z, 2.0) for v in ob.data.vertices)
+    mod = ob.modifiers[0]
+    assert mod.type == "DISPLACE" and mod.texture.image is not None and np.isclose(mod.strength, 10.0)
+    assert mod.texture.image.is_float and mod.texture_coords == "UV"
+
+
+def test_errors_report_and_change_nothing(scene, tmp_path):
+    s = scene.terrain_gan
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"garbage" * 50)
+    wrong = tmp_path / "model.txt"
+    wrong.write_text("x")
+    cases = [
+        (dict(model_path=str(tmp_path / "missing.onnx")), "not found"),
+        (dict(model_path=str(corrupt)), "corrupt.onnx"),
+        (dict(model_path=str(wrong)), ".onnx or .safetensors"),
+        (dict(height_min_m=50.0, height_max_m=10.0), "max > min"),
+    ]
+    with _ctx():
+        for settings, match in cases:
+            saved = {k: getattr(s, k) for k in settings}
+            for k, v in settings.items():
+                setattr(s, k, v)
+            before = snapshot()
+            with pytest.raises(RuntimeError, match=match):
+                bpy.ops.terrain.generate()
+            assert snapshot() == before, settings
+            for k, v in saved.items():
+                setattr(s, k, v)
+        # No paint image at all.
+        s.paint_image = None
+        scene.tool_settings.image_paint.canvas = None
+        before = snapshot()
+        with pytest.raises(RuntimeError, match="no map image"):
+            bpy.ops.terrain.generate()
+        assert snapshot() == before
+
+
+def test_build_failure_rolls_back(scene, monkeypatch):
+    s = scene.terrain_gan
+    req = generate.request_from_scene(bpy.context)
+    outcome = pipeline.run_generation(req)
+    before = snapshot()
+
+    def boom(*a, **k):
+        raise RuntimeError("material failed")
+
+    monkeypatch.setattr(build, "terrain_material", boom)  # fail half-way: images and mesh already made
+    with pytest.raises(RuntimeError, match="material failed"):
+        build.build_terrain(outcome, build.BuildOptions(), scene)
+    assert snapshot() == before
+    assert s.paint_image is not None
+
+
+def test_cancel_leaves_scene_unchanged(scene):
+    from blender_addon.core.jobs import Job
+
+    req = generate.request_from_scene(bpy.context)
+    before = snapshot()
+    job = Job(lambda progress, cancel: pipeline.run_generation(req, progress, cancel))
+    job.cancel()  # cancelled before the generator runs its first tile
+    job.start()
+    assert job.wait(60)
+    assert isinstance(job.error, pipeline.GenerationCancelled) and job.result is None
+    assert snapshot() == before
+    assert bpy.ops.terrain.cancel_generation.poll() is False  # nothing running in the UI
+
+
+def test_live_preview_debounces_and_replaces(scene, monkeypatch):
+    s = scene.terrain_gan
+    s.live_resolution = 32
+    monkeypatch.setattr(live, "DEBOUNCE_S", 0.0)
+    live._live["debouncer"] = live.Debouncer(0.0)
+    with _ctx():
+        s.live_mode = True  # starts the timer (never fires in background mode); drive it by hand
+        try:
+            live._live["debouncer"] = live.Debouncer(0.0)
+            live.tick_for_tests(bpy.context)  # first sight of the map
+            live.tick_for_tests(bpy.context)  # unchanged: start a preview
+            job = live.current_job()
+            assert job is not None and job.wait(60)
+            live.tick_for_tests(bpy.context)  # finished: build it
+            prev = bpy.data.objects.get(generate.PREVIEW_NAME)
+            assert prev is not None and prev[build.META_KEY]["preview"]
+            assert len(prev.data.vertices) == live.PREVIEW_MESH**2
+            assert live.current_job() is None
+            live.tick_for_tests(bpy.context)  # same map: no new job
+            assert live.current_job() is None
+            paint_half_mountains(s.paint_image)
+            live.tick_for_tests(bpy.context)
+            live.tick_for_tests(bpy.context)
+            job = live.current_job()
+            assert job is not None and job.wait(60)
+            live.tick_for_tests(bpy.context)
+            assert [o.name for o in bpy.data.objects if o.get(build.META_KEY)] == [generate.PREVIEW_NAME]
+        finally:
+            s.live_mode = False
+
+
+def test_export_writes_all_files(scene, tmp_path):
+    s = scene.terrain_gan
+    s.height_min_m, s.height_max_m = 10.0, 110.0
+    paint_half_mountains(s.paint_image)
+    with _ctx():
+        bpy.ops.terrain.generate()
+        bpy.ops.object.mode_set(mode="OBJECT")
+        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        bpy.context.view_layer.objects.active = ob
+        s.export_obj = s.export_glb = True
+        assert bpy.ops.terrain.export(directory=str(tmp_path)) == {"FINISHED"}
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(
+        ["height.png", "height.exr", "texture.png", "splat_0.png", "splat_1.png", "terrain.obj", "terrain.mtl",
+         "terrain.glb", "meta.json"]
+    )
+    Image = pytest.importorskip("PIL.Image")
+    h16 = np.array(Image.open(tmp_path / "height.png"))
+    assert h16.dtype == np.uint16 and h16.shape == (32, 32)
+    exr = bpy.data.images.load(str(tmp_path / "height.exr"))
+    h_exr = build.image_array(exr)[..., 0]
+    h_img = build.image_array(bpy.data.images[ob[build.META_KEY]["height_image"]])[..., 0]
+    assert np.allclose(h_exr, h_img) and 10.0 <= h_exr.min() and h_exr.max() <= 110.0
+    assert np.allclose((h16 / 65535.0) * 100.0 + 10.0, h_exr, atol=0.01)
+    s0 = np.array(Image.open(tmp_path / "splat_0.png"))
+    s1 = np.array(Image.open(tmp_path / "splat_1.png"))
+    assert (s0.astype(int).sum(-1) + s1.astype(int).sum(-1) == 255).all()
+    assert s0[5, 2, 0] == 255 and s1[5, 29, 1] == 255  # water west, mountains east
+    assert json.loads((tmp_path / "meta.json").read_text())["seed"] == ob[build.META_KEY]["seed"]
+
+
+def test_sync_generate_runs_in_worker_thread_safe_code():
+    """run_generation never touches bpy: it runs in a plain thread while the main thread waits."""
+    lab = np.zeros((16, 16), np.uint8)
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", pipeline.run_generation(pipeline.GenerateRequest(labels=lab, resolution=32))))
+    t.start()
+    t.join(60)
+    assert out["r"].grid.num_vertices == 32 * 32
