@@ -1,0 +1,75 @@
+"""The headless batch script through a subprocess, as the README's main job runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("bpy")
+
+from blender_addon.core.png import write_png  # noqa: E402
+from terrain_core.labels import PALETTE  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "blender_addon" / "batch.py"
+
+
+def run_batch(args, tmp_path, timeout=300):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ""  # the script finds the project by its own location
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_batch_generates_exports_renders_and_survives_a_bad_map(tmp_path):
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    lab = np.zeros((24, 32), np.uint8)
+    lab[:, 16:] = 5
+    lab[:4] = 2
+    write_png(maps / "tiny.png", PALETTE[lab])
+    (maps / "broken.png").write_bytes(b"not a png at all")
+    out = tmp_path / "out"
+    r = run_batch(
+        ["--input", str(maps), "--out", str(out), "--render", "--render-size", "160x100", "--samples", "4",
+         "--resolution", "32", "--formats", "blend,obj,glb,png,exr", "--contact-sheet", "--height-m", "5,45"],
+        tmp_path,
+    )
+    assert r.returncode == 1, r.stdout + r.stderr  # one map failed
+    assert "[FAIL] broken.png" in r.stderr and "[ok]   tiny.png seed 0" in r.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"] == 2 and summary["failed"] == 1 and not summary["ok"]
+    bad = next(e for e in summary["results"] if not e["ok"])
+    assert "broken.png" in bad["map"] and bad["error"]
+    good = next(e for e in summary["results"] if e["ok"])
+    d = Path(good["out_dir"])
+    assert d == out / "tiny" / "seed_0"
+    for name in ("texture.png", "terrain.png", "height.png", "height.exr", "splat_0.png", "splat_1.png",
+                 "terrain.obj", "terrain.mtl", "terrain.glb", "terrain.blend", "preview.png", "meta.json"):
+        assert (d / name).is_file() and (d / name).stat().st_size > 0, name
+    assert good["generation_size"] == [32, 24] and good["mesh_vertices"] == 32 * 24
+    lo, hi = good["height_m_min_max"]
+    assert 5.0 <= lo <= hi <= 45.0
+    assert {"generate", "render", "write_images"} <= set(good["timings_s"])
+    Image = pytest.importorskip("PIL.Image")
+    prev = np.asarray(Image.open(d / "preview.png").convert("RGB")).astype(float)
+    assert prev.shape == (100, 160, 3)
+    # The terrain is in frame: the middle of the image differs from the sky in the corners.
+    sky = prev[:5, :5].reshape(-1, 3).mean(0)
+    assert np.abs(prev[45:55, 75:85].reshape(-1, 3).mean(0) - sky).max() > 10
+    sheet = Image.open(out / "contact_sheet.png")
+    assert sheet.size[0] >= 160 and sheet.size[1] >= 100
+
+
+def test_batch_rejects_bad_arguments(tmp_path):
+    r = run_batch(["--input", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")], tmp_path, timeout=120)
+    assert r.returncode == 2 and "no such file or folder" in r.stderr
+    r = run_batch(["--input", str(tmp_path), "--out", str(tmp_path / "o"), "--formats", "png,fbx"], tmp_path, timeout=120)
+    assert r.returncode == 2 and "unknown format" in r.stderr
