@@ -198,10 +198,16 @@ def _gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2).astype(np.float32)
     k /= k.sum()
     h, w = x.shape
+    tmp = np.empty((h, w), dtype=np.float32)
     p = np.pad(x, ((r, r), (0, 0)), mode="edge")
-    y = sum(k[i] * p[i : i + h] for i in range(2 * r + 1))
+    y = p[0:h] * k[0]
+    for i in range(1, 2 * r + 1):  # accumulate in place: no temporary per tap beyond one buffer
+        y += np.multiply(p[i : i + h], k[i], out=tmp)
     p = np.pad(y, ((0, 0), (r, r)), mode="edge")
-    return sum(k[i] * p[:, i : i + w] for i in range(2 * r + 1))
+    y = p[:, 0:w] * k[0]
+    for i in range(1, 2 * r + 1):
+        y += np.multiply(p[:, i : i + w], k[i], out=tmp)
+    return y
 
 
 def splat_masks(
@@ -230,24 +236,31 @@ def splat_masks(
 
 
 def _splat_block(lab: np.ndarray, soften_px: float) -> np.ndarray:
+    """[H, W, 8] uint8 weights of one block (channels first inside, so every operation is contiguous)."""
     h, w = lab.shape
-    weights = np.zeros((h, w, 8), dtype=np.float32)  # [H, W, 8]; channel 7 is the spare
+    weights = np.zeros((8, h, w), dtype=np.float32)  # [8, H, W]; channel 7 is the spare
     for c in range(NUM_CLASSES):
-        m = (lab == c).astype(np.float32)
-        if soften_px > 0 and m.any():
-            m = _gaussian_blur(m, float(soften_px))
-        weights[..., c] = m
-    weights /= np.maximum(weights.sum(-1, keepdims=True), 1e-12)
-    scaled = weights * 255.0
-    out = np.floor(scaled).astype(np.int32)
-    # Hand the units lost to flooring to the channels with the largest remainders, so sums are exactly 255.
-    missing = 255 - out.sum(-1)  # [H, W], 0..7
-    if missing.any():
-        order = np.argsort(-(scaled - out), axis=-1, kind="stable")  # [H, W, 8]
-        rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.broadcast_to(np.arange(8), order.shape), axis=-1)
-        out += (rank < missing[..., None]).astype(np.int32)
-    return out.astype(np.uint8)
+        m = lab == c
+        if not m.any():
+            continue
+        weights[c] = _gaussian_blur(m.astype(np.float32), float(soften_px)) if soften_px > 0 else m
+    weights *= 255.0 / np.maximum(weights.sum(0), 1e-12)
+    out = np.floor(weights).astype(np.int16)
+    # Hand the units lost to flooring to the channels with the largest remainders, so that sums are
+    # exactly 255. Only pixels near class borders are mixed; the rest already sum to 255.
+    missing = (255 - out.sum(0)).ravel()  # [H * W], 0..7
+    mixed = np.nonzero(missing)[0]
+    if mixed.size:
+        flat = out.reshape(8, -1)
+        rem = (weights.reshape(8, -1)[:, mixed] - flat[:, mixed]).astype(np.float32)  # [8, k]
+        order = np.argsort(-rem, axis=0, kind="stable")  # [8, k] channels by remainder, largest first
+        miss = missing[mixed]
+        for j in range(7):
+            sel = np.nonzero(miss > j)[0]
+            if not sel.size:
+                break
+            flat[order[j, sel], mixed[sel]] += 1
+    return out.astype(np.uint8).transpose(1, 2, 0)
 
 
 # --------------------------------------------------------------------------------------------------------
