@@ -148,7 +148,9 @@ def write_height_png16(path: str | Path, height_norm: np.ndarray) -> Path:
         raise ValueError(f"height must be [H, W], got shape {h.shape}")
     Image = _pil()
     path = Path(path)
-    Image.fromarray(height_to_uint16(h)).save(path, format="PNG")
+    # zlib level 1: 16-bit heights hardly compress better at higher levels (4 % smaller at 6) but save
+    # twice as slowly.
+    Image.fromarray(height_to_uint16(h)).save(path, format="PNG", compress_level=1)
     return path
 
 
