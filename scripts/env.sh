@@ -10,7 +10,7 @@ py="${PYTHON:-python3.11}"
 command -v "$py" >/dev/null 2>&1 || py=python3
 stamp="$venv/.installed"
 want="$(cat "$root/pyproject.toml" "$root/scripts/env.sh" | sha256sum | cut -c1-16)"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -d "$root/.cache/addon-wheels" ]; then
   exit 0
 fi
 echo "[env] setting up $venv (first run takes a few minutes: torch, bpy, onnxruntime)" >&2
@@ -18,5 +18,8 @@ echo "[env] setting up $venv (first run takes a few minutes: torch, bpy, onnxrun
 "$venv/bin/python" -m pip install -q --upgrade pip >&2
 "$venv/bin/python" -m pip install -q "numpy>=1.26,<2" "torch==2.13.0" >&2
 "$venv/bin/python" -m pip install -q -e "$root[torch,bpy,dev]" "numpy>=1.26,<2" "torch==2.13.0" >&2
+# The extension zip bundles ONNX Runtime wheels for Blender's Python; fetch them now (install time) so
+# that building and testing the zip later never downloads.
+"$venv/bin/python" "$root/build_addon.py" --fetch-wheels-only >&2
 echo "$want" > "$stamp"
 echo "[env] ready" >&2
