@@ -99,13 +99,21 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Paint a 7-class terrain map, get texture + height + mesh files.")
+    p = _Parser(
+        prog=PROG,
+        description="Paint a 7-class terrain map, get texture + height + mesh files: texture.png, "
+        "terrain.png (shaded), height.png (16-bit), height.tif (float metres), splat_0/1.png, "
+        "terrain.obj + .mtl, meta.json. Exit code 2 on bad input, with nothing written.",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     g = sub.add_parser("generate", help="generate terrain files from a painted class map")
     g.add_argument("--labels", required=True, metavar="MAP", help="painted class map (PNG, ...)")
     g.add_argument("--out", required=True, metavar="DIR", help="output folder (created; files replaced)")
     g.add_argument("--model", metavar="PATH", help=".onnx or .safetensors model (default: built-in)")
-    g.add_argument("--seed", type=_int_range(0, 2**63 - 1, "--seed"), default=0, help="variation (0)")
+    g.add_argument(
+        "--seed", type=_int_range(0, 2**63 - 1, "--seed"), default=0, metavar="N",
+        help="which variation of the map (default 0); the same map and seed give the same terrain",
+    )  # fmt: skip
     g.add_argument("--size", type=parse_size, metavar="WxH", help="resize the map first (nearest)")
     g.add_argument(
         "--tile",
@@ -114,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="generate in tiles of N pixels (0 = never; default: automatic above 1024)",
     )
-    g.add_argument("--overlap", type=_int_range(0, 4096, "--overlap"), default=None, metavar="N")
+    g.add_argument(
+        "--overlap", type=_int_range(0, 4096, "--overlap"), default=None, metavar="N",
+        help="pixels shared and blended by neighbouring tiles (with --tile; default 64)",
+    )  # fmt: skip
     g.add_argument(
         "--format",
         type=_formats,
@@ -144,8 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("onnx", "torch"),
         help="check the model runs on this runtime; without --model, pick the built-in default of its type",
     )
-    g.add_argument("--threads", type=_int_range(1, 1024, "--threads"), default=None, metavar="N")
-    g.add_argument("--device", choices=("cpu", "cuda", "mps", "auto"), default="cpu")
+    g.add_argument(
+        "--threads", type=_int_range(1, 1024, "--threads"), default=None, metavar="N",
+        help="CPU threads for the network (default: the runtime's choice)",
+    )  # fmt: skip
+    g.add_argument(
+        "--device", choices=("cpu", "cuda", "mps", "auto"), default="cpu",
+        help="where the network runs (mps and auto: torch models only); default cpu",
+    )  # fmt: skip
     g.add_argument(
         "--max-memory",
         type=_positive_float("--max-memory"),
