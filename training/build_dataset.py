@@ -1,0 +1,429 @@
+"""Build a training set in the public layout from a global terrain map + height map.
+
+    python -m training.build_dataset --source procedural --out DIR [--count N] [--size S] [--seed N]
+    python -m training.build_dataset --source earth --out DIR ...      (Natural Earth + SRTM via Marble)
+    python -m training.build_dataset --source maps --terrain MAP --height MAP --out DIR ...
+
+What the original did (seed document, "Building the Training Data"): random crops with selection against
+featureless ones (mostly ocean), each rescaled horizontally by latitude to undo the projection's stretch;
+per-pixel features from colour, height and neighbourhood, a non-linear reduction, 7 clusters, a classifier
+trained on them, and post-processing into large smooth blobs with randomised parameters per crop.
+Output: NAME_t.png, NAME_h.png (16-bit), NAME_i2.png (+ NAME_albedo.png for the procedural world),
+manifest.json (sources, parameters, seed, class shares, crop coordinates, train/val split by region) and
+contact_sheet.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from terrain_core.labels import CLASS_NAMES, NUM_CLASSES, PALETTE
+from training.data.crops import RegionSplit, WorldMap, draw_boxes, extract, is_featureful, source_columns
+from training.data.files import DataFileError, atomic_write, save_png
+from training.data.segment import (
+    BlobParams,
+    SegmentationError,
+    Segmenter,
+    fit_segmenter,
+    postprocess,
+    read_override,
+)
+
+MANIFEST_FORMAT = "terrain-gan-dataset"
+MANIFEST_VERSION = 1
+MARGIN = 24  # extra output pixels around each crop so neighbourhood features see past its edges
+
+
+class BuildError(ValueError):
+    """The build cannot go on; the message says what was wrong and what to do."""
+
+
+# ------------------------------------------------------------------------------------------- progress
+class Progress:
+    """A one-line progress bar on stderr (no dependency); plain lines when stderr is not a terminal."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True):
+        self.total, self.label, self.enabled = total, label, enabled
+        self.t0 = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.last = -1.0
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if self.tty or now - self.last >= 5.0 or done == self.total:
+            el = now - self.t0
+            eta = el / done * (self.total - done) if done else float("nan")
+            width = 30
+            fill = int(width * done / max(self.total, 1))
+            line = f"[{self.label}] |{'#' * fill}{'.' * (width - fill)}| {done}/{self.total} {el:.0f}s eta {eta:.0f}s"
+            print(
+                ("\r" if self.tty else "") + line, end="" if self.tty else "\n", file=sys.stderr, flush=True
+            )
+            self.last = now
+            if self.tty and done == self.total:
+                print(file=sys.stderr)
+
+
+def log(msg: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(f"[build] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------- sources
+def load_source(args) -> tuple[WorldMap, dict]:
+    """The world map for ``args.source`` and a provenance dict for the manifest."""
+    if args.source == "procedural":
+        from training.data.procedural import WorldParams, make_world
+
+        rows = args.world_rows or max(256, min(2048, 4 * args.size))
+        p = WorldParams(rows=rows, cols=2 * rows)
+        w = make_world(args.seed, p)
+        world = WorldMap(w.terrain, w.height_m, p.lat_range, p.lon_span, albedo=w.albedo)
+        info = {
+            "source": "procedural",
+            "sources": [{"name": "procedural world (training.data.procedural)", "license": "generated"}],
+            "world": w.info(),
+            "world_build_s": round(w.timings["total_s"], 2),
+        }
+        return world, info
+    if args.source == "earth":
+        from training.data.earth import load_earth
+
+        return load_earth(quiet=args.quiet)
+    if args.source == "maps":
+        from training.data.earth import load_user_maps
+
+        if not args.terrain or not args.height:
+            raise BuildError(
+                "--source maps needs --terrain MAP and --height MAP (equirectangular, same extent)"
+            )
+        return load_user_maps(
+            Path(args.terrain),
+            Path(args.height),
+            tuple(args.lat_range),
+            args.lon_span,
+            tuple(args.height_range_m),
+        )
+    raise BuildError(f"unknown --source {args.source!r}")
+
+
+# --------------------------------------------------------------------------------------------- build
+def height_range(world: WorldMap) -> tuple[float, float]:
+    """The fixed metres range that 0..65535 stands for in every NAME_h.png of the set (rounded out)."""
+    lo = math.floor(float(world.height_m.min()) / 100.0) * 100.0
+    hi = math.ceil(float(world.height_m.max()) / 100.0) * 100.0
+    return lo, max(hi, lo + 100.0)
+
+
+def encode_height(h_m: np.ndarray, rng_m: tuple[float, float]) -> np.ndarray:
+    lo, hi = rng_m
+    return np.clip(np.round((h_m - lo) / (hi - lo) * 65535.0), 0, 65535).astype(np.uint16)
+
+
+def select_crops(world, count, size, seed, split, min_land, min_relief_m, max_abs_lat, quiet):
+    """``count`` accepted crop boxes (deterministic from ``seed``), each with its band and split."""
+    rng = np.random.default_rng([seed, 1])
+    gen = draw_boxes(world, count, size, rng, split, max_abs_lat=max_abs_lat, margin=MARGIN)
+    boxes, tries = [], 0
+    max_tries = 60 * count + 200
+    prog = Progress(count, "select", enabled=not quiet)
+    while len(boxes) < count:
+        box, band = next(gen)
+        tries += 1
+        if tries > max_tries:
+            raise BuildError(
+                f"only {len(boxes)} of {count} crops passed the featureless-crop test after {tries} tries; "
+                "lower --min-land / --min-relief-m or --count"
+            )
+        # Cheap test on the raw (unrescaled, subsampled) window before the full extraction.
+        r0, c0 = box.row, int(box.col)
+        cols = np.arange(c0, c0 + int(box.cols), max(1, int(box.cols) // 64)) % world.shape[1]
+        rows = np.arange(r0, r0 + size, max(1, size // 64))
+        hw = world.height_m[rows][:, cols]
+        if not is_featureful(hw, world.terrain[rows][:, cols], min_land, min_relief_m):
+            continue
+        boxes.append((box, band, split.split_of(band)))
+        prog.update(len(boxes))
+    return boxes, tries
+
+
+def fit_pipeline(world, boxes, seed, override, quiet) -> Segmenter:
+    train = [b for b in boxes if b[2] == "train"] or boxes
+    rng = np.random.default_rng([seed, 2])
+    pick = rng.choice(len(train), min(len(train), 120), replace=False)
+    samples = []
+    for i in pick:
+        c = extract(world, train[i][0], MARGIN)
+        samples.append((c["terrain"], c["height_m"]))
+    per_crop = max(400, 60000 // len(samples))
+    return fit_segmenter(samples, seed, per_crop=per_crop, override=override)
+
+
+def contact_sheet(
+    out: Path, entries: list[dict], height_rng: tuple[float, float], n: int = 16
+) -> Path | None:
+    """Grid of (terrain, height hill-shade, segmentation) for up to ``n`` crops, spread over the set."""
+    from PIL import Image
+
+    from training.data.procedural import hillshade
+
+    if not entries:
+        return None
+    pick = [entries[int(i)] for i in np.linspace(0, len(entries) - 1, min(n, len(entries))).round()]
+    t = 128
+    per_row = 4
+    rows = math.ceil(len(pick) / per_row)
+    sheet = Image.new("RGB", (per_row * (3 * t + 8), rows * (t + 8)), (255, 255, 255))
+    for k, e in enumerate(pick):
+        name = e["name"]
+        with Image.open(out / f"{name}_t.png") as im:
+            ter = im.convert("RGB").resize((t, t), Image.BILINEAR)
+        with Image.open(out / f"{name}_h.png") as im:
+            h = np.asarray(im).astype(np.float32) / 65535.0 * (height_rng[1] - height_rng[0]) + height_rng[0]
+        # Exaggeration per crop: its steep (90th percentile) land slopes shade as 45 degrees.
+        g = np.hypot(*np.gradient(np.maximum(h, 0)))
+        z = float(np.percentile(g[h > 0], 90)) if (h > 0).any() else 1.0
+        s = hillshade(np.maximum(h, 0) / max(z, 1e-3), 1.0, np.ones(h.shape[0]))
+        tint = np.where(h[..., None] > 0, np.stack([s * 235 + 20] * 3, -1), [[[90, 130, 200]]])
+        hs = Image.fromarray(tint.astype(np.uint8)).resize((t, t), Image.BILINEAR)
+        with Image.open(out / f"{name}_i2.png") as im:
+            seg = im.convert("RGB").resize((t, t), Image.NEAREST)
+        x, y = (k % per_row) * (3 * t + 8), (k // per_row) * (t + 8)
+        for j, im in enumerate((ter, hs, seg)):
+            sheet.paste(im, (x + j * t, y))
+    path = out / "contact_sheet.png"
+    atomic_write(path, lambda p: sheet.save(p, format="PNG"))
+    return path
+
+
+def build(args) -> dict:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "manifest.json").exists() and not args.overwrite:
+        raise BuildError(f"{out} already holds a dataset (manifest.json); pass --overwrite or another --out")
+    override = read_override(args.classes) if args.classes else None
+    t0 = time.perf_counter()
+    world, info = load_source(args)
+    t_source = time.perf_counter() - t0
+    log(f"source {info['source']}: {world.shape[1]}x{world.shape[0]} map in {t_source:.1f}s", args.quiet)
+
+    H, W = world.shape
+    # Bands at least ~2.5 crops wide (at 40 degrees latitude) so that crops fit inside one band.
+    crop_cols = source_columns(args.size, 40.0, world.dlat, world.dlon) + 2 * MARGIN
+    n_bands = max(2, min(args.bands, int(W / (2.5 * crop_cols))))
+    split = RegionSplit.make(world.height_m > 0, n_bands, args.val_share, args.seed)
+    t1 = time.perf_counter()
+    boxes, tries = select_crops(
+        world,
+        args.count,
+        args.size,
+        args.seed,
+        split,
+        args.min_land,
+        args.min_relief_m,
+        args.max_lat,
+        args.quiet,
+    )
+    t_select = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    seg = fit_pipeline(world, boxes, args.seed, override, args.quiet)
+    t_fit = time.perf_counter() - t1
+    log(
+        f"segmentation fitted in {t_fit:.1f}s (classifier train accuracy {seg.train_accuracy:.3f}); clusters -> "
+        + ", ".join(f"{k}:{v}" for k, v in seg.summary()["cluster_to_class"].items()),
+        args.quiet,
+    )
+
+    hr = tuple(args.height_range_out) if args.height_range_out else height_range(world)
+    counts = {"train": np.zeros(NUM_CLASSES, np.int64), "val": np.zeros(NUM_CLASSES, np.int64)}
+    water_ok = []
+    entries = []
+    prog = Progress(len(boxes), "crops", enabled=not args.quiet)
+    t1 = time.perf_counter()
+    digits = max(4, len(str(len(boxes))))
+    for i, (box, band, which) in enumerate(boxes):
+        name = f"{args.prefix}{i:0{digits}d}"
+        crng = np.random.default_rng([args.seed, 3, i])
+        c = extract(world, box, MARGIN)
+        bp = BlobParams.random(crng, args.size)
+        lab = postprocess(seg.proba(c["terrain"], c["height_m"]), bp)
+        core = (slice(MARGIN, MARGIN + args.size),) * 2
+        lab = lab[core]
+        ter, hgt = c["terrain"][core], c["height_m"][core]
+        save_png(out / f"{name}_t.png", ter)
+        save_png(out / f"{name}_h.png", encode_height(hgt, hr))
+        save_png(out / f"{name}_i2.png", PALETTE[lab])
+        if "albedo" in c:
+            save_png(out / f"{name}_albedo.png", c["albedo"][core])
+        cnt = np.bincount(lab.ravel(), minlength=NUM_CLASSES)
+        counts[which] += cnt
+        water_ok.append(((lab == 0) == (hgt <= 0)).mean())
+        entries.append(
+            {
+                "name": name,
+                "split": which,
+                "band": band,
+                "lat": round(box.lat, 4),
+                "lon": round(box.lon, 4),
+                "row": box.row,
+                "col": round(box.col, 3),
+                "src_rows": box.size,
+                "src_cols": round(box.cols, 3),
+                "size": box.size,
+                "x_scale": round(box.size / box.cols, 5),
+                "blobs": asdict(bp),
+                "class_shares": {CLASS_NAMES[k]: round(float(v) / lab.size, 5) for k, v in enumerate(cnt)},
+            }
+        )
+        prog.update(i + 1)
+    t_crops = time.perf_counter() - t1
+
+    def shares(v):
+        tot = max(int(v.sum()), 1)
+        return {CLASS_NAMES[k]: round(float(v[k]) / tot, 5) for k in range(NUM_CLASSES)}
+
+    dy_m = math.radians(world.dlat) * 6_371_000.0
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        **info,
+        "seed": args.seed,
+        "parameters": {
+            k: v for k, v in vars(args).items() if k not in ("out", "overwrite", "quiet") and v is not None
+        },
+        "map_shape": [H, W],
+        "lat_range": list(world.lat_range),
+        "lon_span": world.lon_span,
+        "size": args.size,
+        "count": len(entries),
+        "crop_tries": tries,
+        "height_range_m": [float(hr[0]), float(hr[1])],
+        "height_encoding": "metres = lo + uint16 / 65535 * (hi - lo), [lo, hi] = height_range_m",
+        "cell_size_m": round(dy_m, 2),
+        "class_order": list(CLASS_NAMES),
+        "palette": PALETTE.tolist(),
+        "class_shares": shares(counts["train"] + counts["val"]),
+        "class_shares_by_split": {k: shares(v) for k, v in counts.items()},
+        "water_matches_sea_level": round(float(np.mean(water_ok)), 4),
+        "split": {
+            "method": "longitude bands; a crop lies wholly inside one band; val bands drawn with the seed",
+            "bands": n_bands,
+            "val_bands": list(split.val_bands),
+            "band_width_deg": world.lon_span / n_bands,
+        },
+        "splits": {s: [e["name"] for e in entries if e["split"] == s] for s in ("train", "val")},
+        "segmentation": seg.summary(),
+        "timings_s": {
+            "source": round(t_source, 2),
+            "select": round(t_select, 2),
+            "fit_segmentation": round(t_fit, 2),
+            "crops": round(t_crops, 2),
+        },
+        "crops": entries,
+    }
+    write_manifest(out, manifest)
+    sheet = contact_sheet(out, entries, hr)
+    manifest["timings_s"]["total"] = round(time.perf_counter() - t0, 2)
+    manifest["contact_sheet"] = sheet.name if sheet else None
+    write_manifest(out, manifest)
+    log(
+        f"wrote {len(entries)} crops ({len(manifest['splits']['train'])} train, {len(manifest['splits']['val'])} "
+        f"val) to {out} in {manifest['timings_s']['total']:.1f}s; class shares "
+        + ", ".join(f"{k} {v:.3f}" for k, v in manifest["class_shares"].items()),
+        args.quiet,
+    )
+    return manifest
+
+
+def write_manifest(out: Path, manifest: dict) -> Path:
+    text = json.dumps(manifest, indent=1, sort_keys=False)
+    return atomic_write(Path(out) / "manifest.json", lambda p: p.write_text(text))
+
+
+def read_manifest(root: str | Path) -> dict:
+    p = Path(root) / "manifest.json"
+    try:
+        m = json.loads(p.read_text())
+    except OSError as e:
+        raise BuildError(f"cannot read {p}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise BuildError(f"{p} is not valid JSON ({e})") from None
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
+        raise BuildError(f"{p} is not a {MANIFEST_FORMAT} manifest")
+    return m
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.build_dataset", description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", required=True, choices=("procedural", "earth", "maps"))
+    p.add_argument("--out", required=True, help="output folder (public layout + manifest.json)")
+    p.add_argument("--count", type=int, default=200, help="number of crops (default 200)")
+    p.add_argument("--size", type=int, default=256, help="crop side in pixels, multiple of 32 (default 256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--terrain", help="--source maps: global terrain map (RGB, equirectangular)")
+    p.add_argument("--height", help="--source maps: global height map (8- or 16-bit gray, same extent)")
+    p.add_argument("--lat-range", type=float, nargs=2, default=(-90.0, 90.0), metavar=("SOUTH", "NORTH"),
+                   help="--source maps: latitudes of the bottom and top edges (default -90 90)")  # fmt: skip
+    p.add_argument(
+        "--lon-span", type=float, default=360.0, help="--source maps: degrees across (default 360)"
+    )
+    p.add_argument("--height-range-m", type=float, nargs=2, default=(0.0, 6000.0), metavar=("LO", "HI"),
+                   help="--source maps: metres of the lowest and highest height code (default 0 6000)")  # fmt: skip
+    p.add_argument("--height-range-out", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="metres that 0..65535 stand for in NAME_h.png (default: the map's range)")  # fmt: skip
+    p.add_argument("--classes", help="JSON file overriding the cluster -> class assignment, e.g. "
+                   '{"0": "water", "4": "desert"} (cluster numbers as in manifest.json)')  # fmt: skip
+    p.add_argument("--val-share", type=float, default=0.12, help="share of longitude bands held out")
+    p.add_argument("--bands", type=int, default=16, help="most longitude bands for the region split")
+    p.add_argument("--min-land", type=float, default=0.15, help="least land share of an accepted crop")
+    p.add_argument("--min-relief-m", type=float, default=150.0, help="least 5-95%% land relief (or colour)")
+    p.add_argument("--max-lat", type=float, default=70.0, help="crop centres within +-this latitude")
+    p.add_argument("--world-rows", type=int, help="--source procedural: world map rows (default 4 x size)")
+    p.add_argument("--prefix", default="", help="prefix of the map names")
+    p.add_argument("--overwrite", action="store_true", help="write into a folder that already has a dataset")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def check_args(args) -> None:
+    if args.count < 1:
+        raise BuildError(f"--count must be >= 1, got {args.count}")
+    if args.size < 32 or args.size % 32:
+        raise BuildError(
+            f"--size must be a positive multiple of 32 (the generator's downsampling), got {args.size}"
+        )
+    if not 0 <= args.val_share < 1:
+        raise BuildError(f"--val-share must be in [0, 1), got {args.val_share}")
+    if args.bands < 2:
+        raise BuildError(f"--bands must be >= 2, got {args.bands}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        check_args(args)
+        build(args)
+    except (BuildError, DataFileError, SegmentationError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
