@@ -268,7 +268,7 @@ def _splat_block(lab: np.ndarray, soften_px: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------
 # OBJ + MTL, formatted with array operations (no per-vertex Python)
 
-_OBJ_CHUNK = 1 << 16  # lines formatted per block: bounds memory (~10 MB) whatever the map size
+_OBJ_CHUNK = 1 << 15  # lines per block: the buffers stay cache-sized, memory bounded whatever the size
 
 
 def _digit_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
