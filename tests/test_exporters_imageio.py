@@ -124,3 +124,23 @@ def test_read_rgb_and_height_helpers(tmp_path):
     save(np.zeros((5, 8), np.uint8), tmp_path / "h8.png")
     with pytest.raises(IO.MapReadError, match="16-bit"):
         IO.read_height16(tmp_path / "h8.png")
+
+
+def test_16_bit_rgb_png_reads_as_its_classes(tmp_path):
+    # Pillow cannot write 48-bit PNGs; write one by hand (a painting app's 16-bit export).
+    import struct
+    import zlib
+
+    lab = sample_labels(16, 20)
+    rgb16 = PALETTE[lab].astype(">u2") * 257
+    raw = b"".join(b"\x00" + row.tobytes() for row in rgb16)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ihdr = struct.pack(">IIBBBBB", 20, 16, 16, 2, 0, 0, 0)  # 16 bits per channel, RGB
+    png = (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
+    (tmp_path / "m16.png").write_bytes(png)
+    assert np.array_equal(IO.read_label_map(tmp_path / "m16.png"), lab)
