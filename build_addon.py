@@ -30,7 +30,6 @@ import argparse
 import base64
 import hashlib
 import importlib.metadata
-import io
 import os
 import re
 import shutil
@@ -46,17 +45,33 @@ CORE_DIR = ROOT / "terrain_core"
 DEFAULT_WHEELS_DIR = ROOT / ".cache" / "addon-wheels"
 PYTHON_VERSION = "3.11"  # Blender 4.2 LTS to 5.0
 WHEEL_DIST = "terrain_gan_core"
-CORE_MODULES = ("__init__", "labels", "config", "noise", "result", "runtime", "export", "exporters", "imageio")
+CORE_MODULES = (
+    "__init__",
+    "labels",
+    "config",
+    "noise",
+    "result",
+    "runtime",
+    "export",
+    "exporters",
+    "imageio",
+)
 STANDIN_NAME = "standin-untrained-small.onnx"
 
 # pip platform tags per Blender platform (newest first); "any" wheels fit every platform.
 PLATFORM_TAGS: dict[str, tuple[str, ...]] = {
-    "linux-x64": ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
+    "linux-x64": (
+        "manylinux_2_28_x86_64",
+        "manylinux_2_27_x86_64",
+        "manylinux_2_17_x86_64",
+        "manylinux2014_x86_64",
+    ),
     "linux-arm64": ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"),
     "windows-x64": ("win_amd64",),
     "windows-arm64": ("win_arm64",),
     "macos-arm64": tuple(f"macosx_{v}_0_arm64" for v in (15, 14, 13, 12, 11)) + ("macosx_11_0_universal2",),
-    "macos-x64": tuple(f"macosx_{v}_0_x86_64" for v in (14, 13, 12, 11)) + ("macosx_10_15_x86_64", "macosx_11_0_universal2"),
+    "macos-x64": tuple(f"macosx_{v}_0_x86_64" for v in (14, 13, 12, 11))
+    + ("macosx_10_15_x86_64", "macosx_11_0_universal2"),
 }
 # What onnxruntime imports (checked by importing it in a clean environment: numpy aside, these four).
 RUNTIME_PACKAGES = ("onnxruntime", "flatbuffers", "packaging", "protobuf")
@@ -80,7 +95,9 @@ def pinned_requirements() -> list[str]:
         try:
             reqs.append(f"{name}=={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
-            raise BuildError(f"{name} is not installed in this environment; run scripts/env.sh first") from None
+            raise BuildError(
+                f"{name} is not installed in this environment; run scripts/env.sh first"
+            ) from None
     return reqs
 
 
@@ -125,14 +142,32 @@ def fetch_wheels(wheels_dir: Path, platform: str, *, offline: bool) -> list[Path
             if offline:
                 raise BuildError(
                     f"no cached wheel for {req} on {platform} in {wheels_dir}; "
-                    f"run `python build_addon.py --fetch-wheels-only --platform {platform}` with network access"
+                    f"run `python build_addon.py --fetch-wheels-only --platform {platform}` "
+                    "with network access"
                 )
             cmd = [
-                sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
-                "--python-version", PYTHON_VERSION, "--implementation", "cp",
-                "--abi", "cp311", "--abi", "abi3", "--abi", "none",
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--only-binary=:all:",
+                "--no-deps",
+                "--python-version",
+                PYTHON_VERSION,
+                "--implementation",
+                "cp",
+                "--abi",
+                "cp311",
+                "--abi",
+                "abi3",
+                "--abi",
+                "none",
                 *[a for tag in (*PLATFORM_TAGS[platform], "any") for a in ("--platform", tag)],
-                "--dest", str(wheels_dir), "--disable-pip-version-check", "--quiet", req,
+                "--dest",
+                str(wheels_dir),
+                "--disable-pip-version-check",
+                "--quiet",
+                req,
             ]
             log(f"downloading {req} for {platform}")
             r = subprocess.run(cmd, capture_output=True, text=True)
@@ -153,7 +188,9 @@ def default_model(model: str | None, wheels_dir: Path, *, allow_export: bool = T
     if model:
         p = Path(model)
         if p.suffix != ".onnx" or not p.is_file():
-            raise BuildError(f"--model must be an existing .onnx file (the add-on runs ONNX Runtime), got {p}")
+            raise BuildError(
+                f"--model must be an existing .onnx file (the add-on runs ONNX Runtime), got {p}"
+            )
         return p, False
     shipped = CORE_DIR / "models" / "default.onnx"
     if shipped.is_file() and shipped.stat().st_size > 0:
@@ -161,7 +198,9 @@ def default_model(model: str | None, wheels_dir: Path, *, allow_export: bool = T
     standin = wheels_dir / STANDIN_NAME
     if not standin.is_file():
         if not allow_export:
-            raise BuildError(f"no default model and no cached stand-in {standin}; run --fetch-wheels-only first")
+            raise BuildError(
+                f"no default model and no cached stand-in {standin}; run --fetch-wheels-only first"
+            )
         export_standin(standin)
     return standin, True
 
@@ -182,8 +221,12 @@ def export_standin(path: Path) -> None:
         net = InferenceNet(preset("small"), ShadowConfig())
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         st, onnx_path = export_model(
-            net, Path(tmp) / "standin",
-            metadata={"name": "untrained-small", "provenance": {"untrained": True, "preset": "small", "init_seed": 0}},
+            net,
+            Path(tmp) / "standin",
+            metadata={
+                "name": "untrained-small",
+                "provenance": {"untrained": True, "preset": "small", "init_seed": 0},
+            },
         )
         os.replace(onnx_path, path)
 
@@ -218,7 +261,9 @@ def build_core_wheel(dest: Path, model: Path, *, with_nn: bool) -> Path:
         "Summary: terrain_core inference modules bundled with the Terrain GAN Blender extension\n"
         "License: GPL-3.0-or-later\nRequires-Python: >=3.11\n"
     ).encode()
-    files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: build_addon.py\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{dist_info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: build_addon.py\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     files[f"{dist_info}/top_level.txt"] = b"terrain_core\n"
     record = []
     for name, data in files.items():
@@ -272,7 +317,8 @@ def manifest_for(platform: str, wheel_names: list[str]) -> str:
 
 def stage(stage_dir: Path, platform: str, wheels: list[Path], core_wheel: Path) -> None:
     shutil.copytree(
-        ADDON_DIR, stage_dir,
+        ADDON_DIR,
+        stage_dir,
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "blender_manifest.toml"),
     )
     (stage_dir / "wheels").mkdir()
@@ -304,7 +350,9 @@ def verify_zip(zip_path: Path, platform: str) -> list[str]:
     return listed
 
 
-def build(platforms: list[str], out_dir: Path, wheels_dir: Path, *, model: str | None, offline: bool, with_nn: bool) -> list[Path]:
+def build(
+    platforms: list[str], out_dir: Path, wheels_dir: Path, *, model: str | None, offline: bool, with_nn: bool
+) -> list[Path]:
     cli = blender_ext_cli()
     model_path, standin = default_model(model, wheels_dir, allow_export=not offline)
     if standin:
@@ -331,13 +379,27 @@ def build(platforms: list[str], out_dir: Path, wheels_dir: Path, *, model: str |
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Build the Terrain GAN Blender extension zip(s).")
-    p.add_argument("--platform", action="append", choices=sorted(PLATFORM_TAGS), help="repeatable; default linux-x64")
+    p.add_argument(
+        "--platform", action="append", choices=sorted(PLATFORM_TAGS), help="repeatable; default linux-x64"
+    )
     p.add_argument("--out", default=str(ROOT / "dist"), help="output folder (default dist/)")
-    p.add_argument("--wheels-dir", default=str(DEFAULT_WHEELS_DIR), help="wheel cache (default .cache/addon-wheels)")
-    p.add_argument("--model", default=None, help="default .onnx model to bundle (default: terrain_core/models/default.onnx)")
+    p.add_argument(
+        "--wheels-dir", default=str(DEFAULT_WHEELS_DIR), help="wheel cache (default .cache/addon-wheels)"
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="default .onnx model to bundle (default: terrain_core/models/default.onnx)",
+    )
     p.add_argument("--offline", action="store_true", help="never download: fail if a wheel is not cached")
-    p.add_argument("--with-torch-runtime", action="store_true", help="also bundle terrain_core/nn (torch not included)")
-    p.add_argument("--fetch-wheels-only", action="store_true", help="fill the wheel cache (and the stand-in model) and stop")
+    p.add_argument(
+        "--with-torch-runtime", action="store_true", help="also bundle terrain_core/nn (torch not included)"
+    )
+    p.add_argument(
+        "--fetch-wheels-only",
+        action="store_true",
+        help="fill the wheel cache (and the stand-in model) and stop",
+    )
     ns = p.parse_args(argv)
     platforms = ns.platform or ["linux-x64"]
     wheels_dir = Path(ns.wheels_dir)
@@ -349,7 +411,14 @@ def main(argv: list[str] | None = None) -> int:
             model_path, standin = default_model(ns.model, wheels_dir)
             log(f"default model: {model_path}{' (untrained stand-in)' if standin else ''}")
             return 0
-        build(platforms, Path(ns.out), wheels_dir, model=ns.model, offline=ns.offline, with_nn=ns.with_torch_runtime)
+        build(
+            platforms,
+            Path(ns.out),
+            wheels_dir,
+            model=ns.model,
+            offline=ns.offline,
+            with_nn=ns.with_torch_runtime,
+        )
     except BuildError as e:
         print(f"build_addon.py: {e}", file=sys.stderr)
         return 1

@@ -39,19 +39,29 @@ def parse_args(args: list[str]) -> argparse.Namespace:
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--seeds", default="", help="several seeds: '1,2,5' or a range '0-3' (overrides --seed)")
-    p.add_argument("--model", default="", help=".onnx or .safetensors model file (default: the built-in model)")
-    p.add_argument("--formats", default="blend,png", help=f"comma list of {','.join(FORMATS)} (default blend,png)")
+    p.add_argument(
+        "--model", default="", help=".onnx or .safetensors model file (default: the built-in model)"
+    )
+    p.add_argument(
+        "--formats", default="blend,png", help=f"comma list of {','.join(FORMATS)} (default blend,png)"
+    )
     p.add_argument("--render", action="store_true", help="render a Cycles CPU preview PNG per map and seed")
     p.add_argument("--render-size", default="640x400", help="preview size WxH (default 640x400)")
     p.add_argument("--samples", type=int, default=16, help="Cycles samples for previews (default 16)")
-    p.add_argument("--contact-sheet", action="store_true", help="also write OUT/contact_sheet.png of all previews")
-    p.add_argument("--resolution", type=int, default=256, help="generation resolution, pixels (0 = the map's)")
+    p.add_argument(
+        "--contact-sheet", action="store_true", help="also write OUT/contact_sheet.png of all previews"
+    )
+    p.add_argument(
+        "--resolution", type=int, default=256, help="generation resolution, pixels (0 = the map's)"
+    )
     p.add_argument("--mesh-resolution", type=int, default=0, help="mesh vertices per side (0 = per pixel)")
     p.add_argument("--size-m", type=float, default=200.0, help="terrain size along the longer side, metres")
     p.add_argument("--height-m", default="0,40", help="height range 'LO,HI' or the relief 'HI' in metres")
     p.add_argument("--tile", type=int, default=-1, help="tile size in pixels (-1 automatic, 0 never)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the runtime (0 = all)")
-    p.add_argument("--runtime", choices=("AUTO", "ONNX", "TORCH"), default="AUTO", help="runtime of the built-in model")
+    p.add_argument(
+        "--runtime", choices=("AUTO", "ONNX", "TORCH"), default="AUTO", help="runtime of the built-in model"
+    )
     ns = p.parse_args(args)
     try:
         ns.seed_list = parse_seeds(ns.seeds) if ns.seeds else [ns.seed]
@@ -270,8 +280,13 @@ def process_one(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dic
             height_min_m=req.height_min_m,
             height_max_m=req.height_max_m,
             metadata=dict(
-                seed=seed, model=outcome.model_name, map_checksum=outcome.checksum, map_file=str(map_path),
-                size_m=req.size_m, height_min_m=req.height_min_m, height_max_m=req.height_max_m,
+                seed=seed,
+                model=outcome.model_name,
+                map_checksum=outcome.checksum,
+                map_file=str(map_path),
+                size_m=req.size_m,
+                height_min_m=req.height_min_m,
+                height_max_m=req.height_max_m,
             ),
             pack="blend" in ns.format_set,
         ),
@@ -285,11 +300,15 @@ def process_one(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dic
     if "png" in ns.format_set or "exr" in ns.format_set:
         files.update(
             export.write_maps(
-                out_dir, scene=scene, height_m=outcome.height_m, height_range_m=ns.height_range,
+                out_dir,
+                scene=scene,
+                height_m=outcome.height_m,
+                height_range_m=ns.height_range,
                 texture=res.texture if "png" in ns.format_set else None,
                 shaded=res.shaded if "png" in ns.format_set else None,
                 labels=res.labels if "png" in ns.format_set else None,
-                height=True, splats="png" in ns.format_set,
+                height=True,
+                splats="png" in ns.format_set,
             )
         )
         if "png" not in ns.format_set:  # exr only: drop the 16-bit PNG written beside it
@@ -299,7 +318,9 @@ def process_one(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dic
     timings["write_images"] = time.perf_counter() - t
     t = time.perf_counter()
     files.update(
-        export.export_mesh_files(bpy.context, ob, out_dir, obj="obj" in ns.format_set, glb="glb" in ns.format_set)
+        export.export_mesh_files(
+            bpy.context, ob, out_dir, obj="obj" in ns.format_set, glb="glb" in ns.format_set
+        )
     )
     timings["write_meshes"] = time.perf_counter() - t
     if ns.render:
@@ -360,12 +381,17 @@ def main(argv: list[str] | None = None) -> int:
                 if "preview.png" in meta["files"]:
                     previews.append((f"{map_path.stem} {seed}", out_dir / "preview.png"))
                 steps = ", ".join(f"{k} {v:.2f}s" for k, v in meta["timings_s"].items() if k != "build_total")
-                print(f"[ok]   {map_path.name} seed {seed} -> {out_dir} ({time.perf_counter() - t0:.1f} s: {steps})")
+                print(
+                    f"[ok]   {map_path.name} seed {seed} -> {out_dir} "
+                    f"({time.perf_counter() - t0:.1f} s: {steps})"
+                )
             except Exception as e:
                 known = isinstance(e, (ValueError, OSError, RuntimeError))
                 if not known:
                     traceback.print_exc()
-                entries.append({"ok": False, "map": str(map_path), "seed": seed, "error": f"{type(e).__name__}: {e}"})
+                entries.append(
+                    {"ok": False, "map": str(map_path), "seed": seed, "error": f"{type(e).__name__}: {e}"}
+                )
                 print(f"[FAIL] {map_path.name} seed {seed}: {e}", file=sys.stderr)
     sheet = None
     if ns.contact_sheet and previews:
@@ -387,7 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         "results": entries,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"{len(entries) - len(failed)} of {len(entries)} done in {summary['seconds']} s; files in {out}/; summary {out / 'summary.json'}")
+    print(
+        f"{len(entries) - len(failed)} of {len(entries)} done in {summary['seconds']} s; "
+        f"files in {out}/; summary {out / 'summary.json'}"
+    )
     return 1 if failed or input_errors else 0
 
 

@@ -24,7 +24,12 @@ def run_batch(args, tmp_path, timeout=300):
     env = dict(os.environ)
     env["PYTHONPATH"] = ""  # the script finds the project by its own location
     return subprocess.run(
-        [sys.executable, str(SCRIPT), "--", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(SCRIPT), "--", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -38,8 +43,24 @@ def test_batch_generates_exports_renders_and_survives_a_bad_map(tmp_path):
     (maps / "broken.png").write_bytes(b"not a png at all")
     out = tmp_path / "out"
     r = run_batch(
-        ["--input", str(maps), "--out", str(out), "--render", "--render-size", "160x100", "--samples", "4",
-         "--resolution", "32", "--formats", "blend,obj,glb,png,exr", "--contact-sheet", "--height-m", "5,45"],
+        [
+            "--input",
+            str(maps),
+            "--out",
+            str(out),
+            "--render",
+            "--render-size",
+            "160x100",
+            "--samples",
+            "4",
+            "--resolution",
+            "32",
+            "--formats",
+            "blend,obj,glb,png,exr",
+            "--contact-sheet",
+            "--height-m",
+            "5,45",
+        ],
         tmp_path,
     )
     assert r.returncode == 1, r.stdout + r.stderr  # one map failed
@@ -51,8 +72,20 @@ def test_batch_generates_exports_renders_and_survives_a_bad_map(tmp_path):
     good = next(e for e in summary["results"] if e["ok"])
     d = Path(good["out_dir"])
     assert d == out / "tiny" / "seed_0"
-    for name in ("texture.png", "terrain.png", "height.png", "height.exr", "splat_0.png", "splat_1.png",
-                 "terrain.obj", "terrain.mtl", "terrain.glb", "terrain.blend", "preview.png", "meta.json"):
+    for name in (
+        "texture.png",
+        "terrain.png",
+        "height.png",
+        "height.exr",
+        "splat_0.png",
+        "splat_1.png",
+        "terrain.obj",
+        "terrain.mtl",
+        "terrain.glb",
+        "terrain.blend",
+        "preview.png",
+        "meta.json",
+    ):
         assert (d / name).is_file() and (d / name).stat().st_size > 0, name
     assert good["generation_size"] == [32, 24] and good["mesh_vertices"] == 32 * 24
     lo, hi = good["height_m_min_max"]
@@ -71,5 +104,9 @@ def test_batch_generates_exports_renders_and_survives_a_bad_map(tmp_path):
 def test_batch_rejects_bad_arguments(tmp_path):
     r = run_batch(["--input", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")], tmp_path, timeout=120)
     assert r.returncode == 2 and "no such file or folder" in r.stderr
-    r = run_batch(["--input", str(tmp_path), "--out", str(tmp_path / "o"), "--formats", "png,fbx"], tmp_path, timeout=120)
+    r = run_batch(
+        ["--input", str(tmp_path), "--out", str(tmp_path / "o"), "--formats", "png,fbx"],
+        tmp_path,
+        timeout=120,
+    )
     assert r.returncode == 2 and "unknown format" in r.stderr

@@ -15,7 +15,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import blender_addon  # noqa: E402
-from blender_addon.blender import build, export, generate, live, paint  # noqa: E402
+from blender_addon.blender import build, generate, live, paint  # noqa: E402
 from blender_addon.core import maps, pipeline  # noqa: E402
 from terrain_core.labels import CLASSES, PALETTE  # noqa: E402
 
@@ -70,7 +70,9 @@ def test_register_unregister_twice():
         assert hasattr(bpy.types.Scene, "terrain_gan")
         assert bpy.context.scene.terrain_gan.resolution == 256
         blender_addon.unregister()
-        assert not hasattr(bpy.types, "TERRAIN_OT_generate") or not bpy.types.TERRAIN_OT_generate.is_registered
+        assert (
+            not hasattr(bpy.types, "TERRAIN_OT_generate") or not bpy.types.TERRAIN_OT_generate.is_registered
+        )
         assert not hasattr(bpy.types.Scene, "terrain_gan")
 
 
@@ -115,12 +117,23 @@ def test_panels_draw_against_mock_layout(scene):
     calls = _draw(TERRAIN_PT_paint)
     ops = [c[1][0] for c in calls if c[0] == "operator"]
     assert "terrain.new_paint_plane" in ops and "terrain.random_map" in ops and "terrain.load_map" in ops
-    class_buttons = [c[2].get("text") for c in calls if c[0] == "operator" and c[1][0] == "terrain.set_paint_class"]
+    class_buttons = [
+        c[2].get("text") for c in calls if c[0] == "operator" and c[1][0] == "terrain.set_paint_class"
+    ]
     assert class_buttons == [c.name.capitalize() for c in CLASSES]
     assert any(c[0] == "template_palette" for c in calls)
     calls = _draw(TERRAIN_PT_generate)
     props = [c[1][1] for c in calls if c[0] == "prop"]
-    for p in ("model_path", "seed", "resolution", "mesh_resolution", "height_min_m", "height_max_m", "tiling", "live_mode"):
+    for p in (
+        "model_path",
+        "seed",
+        "resolution",
+        "mesh_resolution",
+        "height_min_m",
+        "height_max_m",
+        "tiling",
+        "live_mode",
+    ):
         assert p in props
     assert ("operator", ("terrain.generate",), {"icon": "RNDCURVE"}) in calls
     calls = _draw(TERRAIN_PT_export)
@@ -378,8 +391,17 @@ def test_export_writes_all_files(scene, tmp_path):
         assert bpy.ops.terrain.export(directory=str(tmp_path)) == {"FINISHED"}
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted(
-        ["height.png", "height.exr", "texture.png", "splat_0.png", "splat_1.png", "terrain.obj", "terrain.mtl",
-         "terrain.glb", "meta.json"]
+        [
+            "height.png",
+            "height.exr",
+            "texture.png",
+            "splat_0.png",
+            "splat_1.png",
+            "terrain.obj",
+            "terrain.mtl",
+            "terrain.glb",
+            "meta.json",
+        ]
     )
     Image = pytest.importorskip("PIL.Image")
     h16 = np.array(Image.open(tmp_path / "height.png"))
@@ -400,7 +422,73 @@ def test_sync_generate_runs_in_worker_thread_safe_code():
     """run_generation never touches bpy: it runs in a plain thread while the main thread waits."""
     lab = np.zeros((16, 16), np.uint8)
     out = {}
-    t = threading.Thread(target=lambda: out.setdefault("r", pipeline.run_generation(pipeline.GenerateRequest(labels=lab, resolution=32))))
+    t = threading.Thread(
+        target=lambda: out.setdefault(
+            "r", pipeline.run_generation(pipeline.GenerateRequest(labels=lab, resolution=32))
+        )
+    )
     t.start()
     t.join(60)
     assert out["r"].grid.num_vertices == 32 * 32
+
+
+class FakeEvent:
+    def __init__(self, type_, value="NOTHING"):
+        self.type, self.value = type_, value
+
+
+class ModalDriver:
+    """The modal half of terrain.generate driven by hand: background mode runs no event loop, so the test
+    plays the window manager (timer events, Esc) against the operator's own methods."""
+
+    seed_override = -1
+    target = ""
+    _start = generate.TERRAIN_OT_generate._start
+    _request = generate.TERRAIN_OT_generate._request
+    modal = generate.TERRAIN_OT_generate.modal
+    _cleanup = generate.TERRAIN_OT_generate._cleanup
+    _report_done = generate.TERRAIN_OT_generate._report_done
+
+    def __init__(self, context):
+        self.reports = []
+        self._req = self._request(context)
+        self._start(context)
+
+    def report(self, kind, msg):
+        self.reports.append((sorted(kind)[0], msg))
+
+    def run(self, context, first_event=None, timeout=120):
+        import time
+
+        if first_event is not None:
+            assert self.modal(context, first_event) == {"PASS_THROUGH"}
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            ret = self.modal(context, FakeEvent("TIMER"))
+            if ret != {"PASS_THROUGH"}:
+                return ret
+            time.sleep(0.05)
+        raise AssertionError("modal generate did not finish")
+
+
+def test_modal_generate_polls_worker_and_builds(scene):
+    scene.terrain_gan.seed = 11
+    with _ctx():
+        before = snapshot()
+        drv = ModalDriver(bpy.context)
+        assert generate.state["job"] is drv._job and not bpy.ops.terrain.generate.poll()  # one at a time
+        assert drv.run(bpy.context) == {"FINISHED"}
+        assert generate.state["job"] is None and drv._timer is None
+        assert generate.TERRAIN_NAME in bpy.data.objects and snapshot() != before
+        assert any(k == "INFO" and "seed 11" in m for k, m in drv.reports)
+
+
+def test_modal_generate_escape_cancels_and_changes_nothing(scene):
+    with _ctx():
+        before = snapshot()
+        drv = ModalDriver(bpy.context)
+        drv._job.cancel_event.set()  # Esc may land before the first tile: make that deterministic
+        assert drv.run(bpy.context, first_event=FakeEvent("ESC", "PRESS")) == {"CANCELLED"}
+        assert drv._job.cancelled and snapshot() == before
+        assert any(k == "WARNING" and "cancelled" in m for k, m in drv.reports)
+        assert generate.state["job"] is None

@@ -49,7 +49,9 @@ def built_zip(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     r = subprocess.run(
         [sys.executable, str(ROOT / "build_addon.py"), "--offline", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     zips = list(out.glob("*.zip"))
@@ -67,17 +69,31 @@ def test_zip_contents_and_manifest(built_zip):
     assert 'id = "terrain_gan"' in manifest and 'platforms = ["linux-x64"]' in manifest
     assert 'blender_version_min = "4.2.0"' in manifest and "GPL-3.0-or-later" in manifest
     listed = re.findall(r'"\./wheels/([^"]+)"', manifest)
-    assert {w.split("-")[0] for w in listed} == {"onnxruntime", "flatbuffers", "packaging", "protobuf", "terrain_gan_core"}
+    assert {w.split("-")[0] for w in listed} == {
+        "onnxruntime",
+        "flatbuffers",
+        "packaging",
+        "protobuf",
+        "terrain_gan_core",
+    }
     assert all(f"wheels/{w}" in names and build_addon.wheel_fits(w, PLATFORM) for w in listed)
-    assert "batch.py" in names and "core/grid.py" in names and not any("training" in n or "tests/" in n for n in names)
+    assert (
+        "batch.py" in names
+        and "core/grid.py" in names
+        and not any("training" in n or "tests/" in n for n in names)
+    )
     assert "terrain_core/models/default.onnx" in core_names and "terrain_core/runtime.py" in core_names
-    assert not any(n.startswith(("terrain_core/nn/", "training/")) or n.endswith("cli.py") for n in core_names)
+    assert not any(
+        n.startswith(("terrain_core/nn/", "training/")) or n.endswith("cli.py") for n in core_names
+    )
     assert not any(n.endswith(".pyc") for n in names | core_names)
 
 
 def test_wheel_platform_check():
     assert build_addon.wheel_fits("onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl", "linux-x64")
-    assert not build_addon.wheel_fits("onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl", "windows-x64")
+    assert not build_addon.wheel_fits(
+        "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl", "windows-x64"
+    )
     assert not build_addon.wheel_fits("onnxruntime-1.32.0-cp312-cp312-win_amd64.whl", "windows-x64")
     assert build_addon.wheel_fits("packaging-26.3-py3-none-any.whl", "macos-arm64")
     assert not build_addon.wheel_fits("protobuf-7.36.2-cp310-abi3-macosx_10_9_universal2.whl", "macos-arm64")
@@ -88,8 +104,10 @@ CHILD = textwrap.dedent(
     import importlib.abc, importlib.machinery, json, os, sys, time
     zip_path, root = sys.argv[1], os.path.realpath(sys.argv[2])
     # No project source on sys.path: only the environment's site-packages (bpy, numpy) stay.
-    sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) not in (root, os.path.realpath(os.getcwd()))]
-    BLOCKED = {"onnxruntime", "PIL", "scipy", "safetensors", "torch", "sympy", "terrain_core", "blender_addon",
+    here = os.path.realpath(os.getcwd())
+    sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) not in (root, here)]
+    BLOCKED = {"onnxruntime", "PIL", "scipy", "safetensors", "torch", "sympy", "terrain_core",
+               "blender_addon",
                "flatbuffers", "google", "packaging"}
     user = os.path.realpath(os.environ["BLENDER_USER_RESOURCES"])
     refused = []
@@ -110,7 +128,9 @@ CHILD = textwrap.dedent(
     import bpy
     assert not [p for p in sys.path if os.path.realpath(p) == root]
     t0 = time.perf_counter()
-    inst = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+    inst = bpy.ops.extensions.package_install_files(
+        filepath=zip_path, repo="user_default", enable_on_install=True
+    )
     t_install = time.perf_counter() - t0
     mod = "bl_ext.user_default.terrain_gan"
     enabled = mod in {a.module for a in bpy.context.preferences.addons}
@@ -134,8 +154,11 @@ CHILD = textwrap.dedent(
     print("RESULT " + json.dumps({
         "install": sorted(inst), "t_install": t_install, "enabled": enabled, "generate": sorted(gen),
         "t_generate": t_gen, "vertices": len(ob.data.vertices) if ob else 0,
-        "modules": {m: getattr(sys.modules[m], "__file__", None) for m in BLOCKED | {mod} if m in sys.modules},
-        "refused": refused, "pil_hidden": pil_hidden, "prefs_runtime": bpy.context.preferences.addons[mod].preferences.runtime,
+        "modules": {
+            m: getattr(sys.modules[m], "__file__", None) for m in BLOCKED | {mod} if m in sys.modules
+        },
+        "refused": refused, "pil_hidden": pil_hidden,
+        "prefs_runtime": bpy.context.preferences.addons[mod].preferences.runtime,
     }))
     '''
 )
@@ -144,17 +167,26 @@ CHILD = textwrap.dedent(
 def test_installed_zip_generates_without_project_or_extra_packages(built_zip, tmp_path):
     user = tmp_path / "blender-user"
     env = dict(os.environ)
-    env.update(BLENDER_USER_RESOURCES=str(user), BLENDER_USER_CONFIG=str(user / "config"),
-               BLENDER_USER_SCRIPTS=str(user / "scripts"), XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH="")
+    env.update(
+        BLENDER_USER_RESOURCES=str(user),
+        BLENDER_USER_CONFIG=str(user / "config"),
+        BLENDER_USER_SCRIPTS=str(user / "scripts"),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        PYTHONPATH="",
+    )
     child = tmp_path / "child.py"
     child.write_text(CHILD)
     r = subprocess.run(
-        [sys.executable, str(child), str(built_zip), str(ROOT)], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, str(child), str(built_zip), str(ROOT)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
     assert r.returncode == 0 and line, r.stdout[-3000:] + r.stderr[-3000:]
-    res = json.loads(line[len("RESULT "):])
+    res = json.loads(line[len("RESULT ") :])
     assert res["install"] == ["FINISHED"] and res["enabled"] and res["generate"] == ["FINISHED"]
     assert res["vertices"] == 32 * 32 and res["prefs_runtime"] == "AUTO"
     assert res["refused"] == ["PIL"] and res["pil_hidden"]  # only the control import was refused

@@ -3,7 +3,6 @@ debounce, requests and the generate pipeline."""
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 import threading
@@ -21,8 +20,10 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 def test_core_imports_without_bpy():
     code = (
         "import sys; import blender_addon, blender_addon.core.maps, blender_addon.core.grid, "
-        "blender_addon.core.jobs, blender_addon.core.live, blender_addon.core.png, blender_addon.core.pipeline; "
-        "bad = [m for m in ('bpy', 'torch', 'PIL', 'scipy') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+        "blender_addon.core.jobs, blender_addon.core.live, blender_addon.core.png, "
+        "blender_addon.core.pipeline; "
+        "bad = [m for m in ('bpy', 'torch', 'PIL', 'scipy') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -189,7 +190,9 @@ def test_job_result_progress_error_and_cancel():
     assert not j.done
     j.cancel()
     gate.set()
-    assert j.wait(5) and isinstance(j.error, pipeline.GenerationCancelled) and j.cancelled and j.result is None
+    assert (
+        j.wait(5) and isinstance(j.error, pipeline.GenerationCancelled) and j.cancelled and j.result is None
+    )
 
     j = jobs.Job(lambda p, c: 1 / 0).start()
     assert j.wait(5) and isinstance(j.error, ZeroDivisionError) and "ZeroDivisionError" in j.traceback
@@ -247,7 +250,13 @@ def test_generation_shape_keeps_aspect():
 
 def test_run_generation_end_to_end_and_cancel():
     req = pipeline.GenerateRequest(
-        labels=_labels(), seed=3, resolution=64, mesh_resolution=17, size_m=50.0, height_min_m=-5.0, height_max_m=15.0
+        labels=_labels(),
+        seed=3,
+        resolution=64,
+        mesh_resolution=17,
+        size_m=50.0,
+        height_min_m=-5.0,
+        height_max_m=15.0,
     )
     seen = []
     out = pipeline.run_generation(req, progress=seen.append)
@@ -272,3 +281,37 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path):
     req = pipeline.GenerateRequest(labels=_labels(), resolution=32, model_path=str(bad))
     with pytest.raises(pipeline.ModelFileError, match="broken.onnx"):
         pipeline.run_generation(req)
+
+
+# ------------------------------------------------------------------------------------------ batch arguments
+
+
+def test_batch_refuses_old_blender_and_parses_arguments(tmp_path):
+    from types import SimpleNamespace
+
+    from blender_addon import batch
+
+    old = SimpleNamespace(app=SimpleNamespace(version=(3, 4, 1)))
+    msg = batch.check_blender(old)
+    assert msg and "3.4.1 is too old" in msg and "4.2.0" in msg
+    assert batch.check_blender(SimpleNamespace(app=SimpleNamespace(version=(4, 2, 0)))) is None
+    assert batch.script_args(["blender", "-b", "--python", "x.py", "--", "--out", "o"]) == ["--out", "o"]
+    assert batch.parse_seeds("3, 1-2,3") == [3, 1, 2]
+    assert batch.parse_height("120") == (0.0, 120.0) and batch.parse_height("-10,50") == (-10.0, 50.0)
+    for bad in ("5,1", "1,2,3"):
+        with pytest.raises(ValueError):
+            batch.parse_height(bad)
+    with pytest.raises(ValueError, match="unknown format"):
+        batch.parse_formats("png,fbx")
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    found, errors = batch.collect_inputs(
+        [str(tmp_path), str(tmp_path / "a.png"), str(tmp_path / "empty"), "nope.png"]
+    )
+    assert found == [tmp_path / "a.png"]
+    assert len(errors) == 2 and "no map images" in errors[0] and "no such file" in errors[1]
+    ns = batch.parse_args(
+        ["--input", "m", "--out", "o", "--seeds", "0-2", "--formats", "png,exr", "--render-size", "64x32"]
+    )
+    assert ns.seed_list == [0, 1, 2] and ns.format_set == {"png", "exr"} and ns.render_wh == (64, 32)

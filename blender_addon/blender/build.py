@@ -59,7 +59,9 @@ def rgba_pixels(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out[::-1]).ravel()
 
 
-def new_image(name: str, img: np.ndarray, *, float_buffer: bool = False, non_color: bool = False, created=None):
+def new_image(
+    name: str, img: np.ndarray, *, float_buffer: bool = False, non_color: bool = False, created=None
+):
     """A generated image holding ``img`` (row 0 = top/north), written with one ``foreach_set``."""
     h, w = np.asarray(img).shape[:2]
     image = bpy.data.images.new(name, width=w, height=h, alpha=False, float_buffer=float_buffer)
@@ -183,7 +185,9 @@ def build_terrain(outcome, opts: BuildOptions, scene, replace=None):
         tex_arr = res.shaded if opts.use_shaded else res.texture
         tex_img = new_image(f"{opts.name} texture", tex_arr, created=created)
         # Heights in metres as a float image: the Displace mode reads it, Export reads it back later.
-        height_img = new_image(f"{opts.name} height", outcome.height_m, float_buffer=True, non_color=True, created=created)
+        height_img = new_image(
+            f"{opts.name} height", outcome.height_m, float_buffer=True, non_color=True, created=created
+        )
         height_img.use_fake_user = True  # referenced only by name from the object: keep it in saved files
         t_img = time.perf_counter()
         if opts.mesh_mode == "DISPLACE":
@@ -227,7 +231,12 @@ def build_terrain(outcome, opts: BuildOptions, scene, replace=None):
     if replace is not None:
         remove_terrain(replace)
     ob.name = opts.name  # the old object's name is free now
-    return ob, {"images": t_img - t0, "mesh": t_mesh - t_img, "object": t_done - t_mesh, "build_total": t_done - t0}
+    return ob, {
+        "images": t_img - t0,
+        "mesh": t_mesh - t_img,
+        "object": t_done - t_mesh,
+        "build_total": t_done - t0,
+    }
 
 
 def remove_terrain(ob) -> None:

@@ -59,7 +59,9 @@ def write_maps(
         lo, hi = height_range_m
         norm = (np.asarray(height_m, np.float64) - lo) / max(hi - lo, 1e-12) * 2.0 - 1.0
         files["height.png"] = write_png(out_dir / "height.png", height_to_uint16(norm))
-        files["height.exr"] = write_height_exr(out_dir / "height.exr", np.asarray(height_m, np.float32), scene)
+        files["height.exr"] = write_height_exr(
+            out_dir / "height.exr", np.asarray(height_m, np.float32), scene
+        )
     if texture is not None:
         files["texture.png"] = write_png(out_dir / "texture.png", to_uint8(np.asarray(texture)[..., :3]))
     if shaded is not None:
@@ -88,13 +90,20 @@ def export_mesh_files(context, ob, out_dir: Path, *, obj: bool = False, glb: boo
         if obj:
             p = out_dir / "terrain.obj"
             bpy.ops.wm.obj_export(
-                filepath=str(p), export_selected_objects=True, export_materials=True,
-                path_mode="COPY", export_uv=True, export_normals=True, apply_modifiers=True,
+                filepath=str(p),
+                export_selected_objects=True,
+                export_materials=True,
+                path_mode="COPY",
+                export_uv=True,
+                export_normals=True,
+                apply_modifiers=True,
             )
             files["terrain.obj"] = p
         if glb:
             p = out_dir / "terrain.glb"
-            bpy.ops.export_scene.gltf(filepath=str(p), export_format="GLB", use_selection=True, export_apply=True)
+            bpy.ops.export_scene.gltf(
+                filepath=str(p), export_format="GLB", use_selection=True, export_apply=True
+            )
             files["terrain.glb"] = p
     finally:
         ob.select_set(False)
@@ -155,10 +164,14 @@ class TERRAIN_OT_export(bpy.types.Operator):
                     "it: regenerate, or untick Splat masks"
                 )
             files = write_maps(
-                out, scene=context.scene, height_m=height_m,
+                out,
+                scene=context.scene,
+                height_m=height_m,
                 height_range_m=(float(meta["height_min_m"]), float(meta["height_max_m"])),
-                texture=texture if s.export_texture else None, labels=labels,
-                height=s.export_height, splats=s.export_splats,
+                texture=texture if s.export_texture else None,
+                labels=labels,
+                height=s.export_height,
+                splats=s.export_splats,
             )
             files.update(export_mesh_files(context, ob, out, obj=s.export_obj, glb=s.export_glb))
             meta_path = out / "meta.json"

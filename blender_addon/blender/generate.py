@@ -37,14 +37,22 @@ def runtime_settings() -> dict:
     prefs = preferences()
     if prefs is None:
         return dict(model_path="", runtime="AUTO", device="cpu", threads=0)
-    return dict(model_path=prefs.model_path, runtime=prefs.runtime, device=prefs.device, threads=prefs.threads)
+    return dict(
+        model_path=prefs.model_path, runtime=prefs.runtime, device=prefs.device, threads=prefs.threads
+    )
 
 
-def request_from_scene(context, *, seed=None, image=None, resolution=None, mesh_resolution=None) -> GenerateRequest:
+def request_from_scene(
+    context, *, seed=None, image=None, resolution=None, mesh_resolution=None
+) -> GenerateRequest:
     """The panel's settings as a plain request (reads the map pixels here, on the main thread)."""
     s = context.scene.terrain_gan
     rt = runtime_settings()
-    model = bpy.path.abspath(s.model_path) if s.model_path else (bpy.path.abspath(rt["model_path"]) if rt["model_path"] else "")
+    model = (
+        bpy.path.abspath(s.model_path)
+        if s.model_path
+        else (bpy.path.abspath(rt["model_path"]) if rt["model_path"] else "")
+    )
     labels = map_labels(image if image is not None else active_map_image(context))
     tile = {"AUTO": None, "OFF": 0, "ON": int(s.tile_size)}[s.tiling]
     return GenerateRequest(
@@ -67,7 +75,11 @@ def request_from_scene(context, *, seed=None, image=None, resolution=None, mesh_
 def find_previous(scene, map_name: str, preview: bool):
     for ob in scene.objects:
         meta = ob.get(META_KEY)
-        if meta is not None and meta.get("map_image") == map_name and bool(meta.get("preview", False)) == preview:
+        if (
+            meta is not None
+            and meta.get("map_image") == map_name
+            and bool(meta.get("preview", False)) == preview
+        ):
             return ob
     return None
 
@@ -129,8 +141,19 @@ class TERRAIN_OT_generate(bpy.types.Operator):
     bl_label = "Generate Terrain"
     bl_options = {"REGISTER", "UNDO"}
 
-    seed_override: IntProperty(name="Seed", description="Seed to use instead of the panel's (-1 = panel)", default=-1, min=-1, options={"SKIP_SAVE"})
-    target: StringProperty(name="Replace", description="Name of a terrain object to replace", default="", options={"SKIP_SAVE", "HIDDEN"})
+    seed_override: IntProperty(
+        name="Seed",
+        description="Seed to use instead of the panel's (-1 = panel)",
+        default=-1,
+        min=-1,
+        options={"SKIP_SAVE"},
+    )
+    target: StringProperty(
+        name="Replace",
+        description="Name of a terrain object to replace",
+        default="",
+        options={"SKIP_SAVE", "HIDDEN"},
+    )
 
     @classmethod
     def poll(cls, context):
@@ -164,7 +187,11 @@ class TERRAIN_OT_generate(bpy.types.Operator):
             f"{outcome.grid.num_vertices} vertices in {t['worker_total'] + t['build_total']:.1f} s",
         )
         if outcome.model_info.get("untrained"):
-            self.report({"WARNING"}, "No trained model is installed: the built-in stand-in is untrained, so the terrain is noise-like")
+            self.report(
+                {"WARNING"},
+                "No trained model is installed: the built-in stand-in is untrained, "
+                "so the terrain is noise-like",
+            )
 
     # ------------------------------------------------------------------------------ modal (UI)
     def invoke(self, context, event):
@@ -173,13 +200,17 @@ class TERRAIN_OT_generate(bpy.types.Operator):
         except Exception as e:
             self.report({"ERROR"}, "Generate failed, the scene is unchanged: " + describe_error(e))
             return {"CANCELLED"}
+        self._start(context)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _start(self, context):
+        """Start the worker and the polling timer (the part of invoke that tests can drive)."""
         self._job = Job(partial(_job_fn, self._req), name="generate").start()
         state["job"], state["label"] = self._job, "Generating"
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
         wm.progress_begin(0, 100)
-        return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
         job = self._job
@@ -198,7 +229,9 @@ class TERRAIN_OT_generate(bpy.types.Operator):
             else:
                 if not isinstance(job.error, USER_ERRORS):
                     print(job.traceback)
-                self.report({"ERROR"}, "Generate failed, the scene is unchanged: " + describe_error(job.error))
+                self.report(
+                    {"ERROR"}, "Generate failed, the scene is unchanged: " + describe_error(job.error)
+                )
             return {"CANCELLED"}
         if job.cancelled:
             self.report({"WARNING"}, "Generation cancelled; the scene is unchanged")

@@ -8,17 +8,18 @@ steps (they are a view of the map, not an edit).
 
 from __future__ import annotations
 
+import hashlib
 import time
 import traceback
 from functools import partial
 
 import bpy
+import numpy as np
 
 from ..core.jobs import Job
 from ..core.live import Debouncer
-from ..core.maps import map_checksum
 from ..core.pipeline import run_generation
-from .paint import active_map_image, map_labels
+from .paint import active_map_image
 
 POLL_S = 0.25
 DEBOUNCE_S = 0.6
@@ -84,10 +85,14 @@ def _step(context):
             _live["last_error"] = f"Preview failed: {job.error}"
             _live["debouncer"].forget()
     img = active_map_image(context)
-    if img is None:
+    if img is None or img.size[0] == 0:
         return POLL_S
-    labels = map_labels(img)
-    key = map_checksum(labels)
+    # Change detection hashes the raw pixels (a few ms at 512 px); the palette snap runs only when a
+    # preview actually starts.
+    w, h = img.size
+    buf = np.empty(w * h * img.channels, np.float32)
+    img.pixels.foreach_get(buf)
+    key = hashlib.sha1(buf.tobytes()).hexdigest()
     if _live["debouncer"].observe(key, time.monotonic()):
         if _live["job"] is not None:
             _live["job"].cancel()  # stale: the map changed since it started

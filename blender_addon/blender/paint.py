@@ -66,7 +66,9 @@ def ensure_palette():
     pal = bpy.data.palettes.get(PALETTE_NAME) or bpy.data.palettes.new(PALETTE_NAME)
     want = [tuple(float(v) / 255.0 for v in c.rgb) for c in CLASSES]
     have = [tuple(col.color) for col in pal.colors]
-    if len(have) != len(want) or any(max(abs(a - b) for a, b in zip(x, y)) > 1e-6 for x, y in zip(have, want)):
+    if len(have) != len(want) or any(
+        max(abs(a - b) for a, b in zip(x, y, strict=True)) > 1e-6 for x, y in zip(have, want, strict=True)
+    ):
         while len(pal.colors):
             pal.colors.remove(pal.colors[0])
         for rgb in want:
@@ -134,15 +136,21 @@ def set_paint_colour(context, cid: int) -> None:
 
 
 class TERRAIN_OT_new_paint_plane(bpy.types.Operator):
-    """Add a plane with a class map to paint on, the 7 class colours as a palette and a hard brush, and start Texture Paint"""
+    """Add a plane with a class map to paint, a palette of the 7 classes and a hard brush; start painting"""
 
     bl_idname = "terrain.new_paint_plane"
     bl_label = "New Paint Plane"
     bl_options = {"REGISTER", "UNDO"}
 
-    size: FloatProperty(name="Size", description="Side of the plane, metres", default=200.0, min=0.01, unit="LENGTH")
-    resolution: IntProperty(name="Map resolution", description="Pixels per side of the map", default=256, min=8, max=8192)
-    fill_class: EnumProperty(name="Fill", description="Class the map starts as", items=CLASS_ITEMS, default="PLAINS")
+    size: FloatProperty(
+        name="Size", description="Side of the plane, metres", default=200.0, min=0.01, unit="LENGTH"
+    )
+    resolution: IntProperty(
+        name="Map resolution", description="Pixels per side of the map", default=256, min=8, max=8192
+    )
+    fill_class: EnumProperty(
+        name="Fill", description="Class the map starts as", items=CLASS_ITEMS, default="PLAINS"
+    )
 
     def invoke(self, context, event):
         s = context.scene.terrain_gan
@@ -156,7 +164,9 @@ class TERRAIN_OT_new_paint_plane(bpy.types.Operator):
         n = self.resolution
         half = self.size / 2.0
         me = bpy.data.meshes.new(PLANE_NAME)
-        me.from_pydata([(-half, -half, 0), (half, -half, 0), (half, half, 0), (-half, half, 0)], [], [(0, 1, 2, 3)])
+        me.from_pydata(
+            [(-half, -half, 0), (half, -half, 0), (half, half, 0), (-half, half, 0)], [], [(0, 1, 2, 3)]
+        )
         uv = me.uv_layers.new(name="UVMap")
         uv.uv.foreach_set("vector", np.array([0, 0, 1, 0, 1, 1, 0, 1], np.float32))
         img = bpy.data.images.new(MAP_IMAGE_NAME, width=n, height=n, alpha=False)
@@ -278,7 +288,9 @@ class TERRAIN_OT_load_map(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     filepath: StringProperty(subtype="FILE_PATH")
-    filter_glob: StringProperty(default="*.png;*.jpg;*.jpeg;*.bmp;*.tif;*.tiff;*.exr;*.webp", options={"HIDDEN"})
+    filter_glob: StringProperty(
+        default="*.png;*.jpg;*.jpeg;*.bmp;*.tif;*.tiff;*.exr;*.webp", options={"HIDDEN"}
+    )
 
     def invoke(self, context, event):
         context.window_manager.fileselect_add(self)
@@ -293,7 +305,9 @@ class TERRAIN_OT_load_map(bpy.types.Operator):
         s = context.scene.terrain_gan
         img = active_map_image(context)
         if img is None:  # no plane yet: make one, then fill it
-            bpy.ops.terrain.new_paint_plane(size=s.plane_size_m, resolution=max(labels.shape), fill_class=s.fill_class)
+            bpy.ops.terrain.new_paint_plane(
+                size=s.plane_size_m, resolution=max(labels.shape), fill_class=s.fill_class
+            )
             img = s.paint_image
         set_map_labels(img, labels)
         self.report({"INFO"}, f"Loaded {Path(self.filepath).name} ({labels.shape[1]}x{labels.shape[0]})")

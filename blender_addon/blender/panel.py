@@ -105,7 +105,9 @@ class TERRAIN_PT_generate(_Panel, bpy.types.Panel):
         meta = ob.get(META_KEY) if ob is not None else None
         if meta is not None:
             box = layout.box()
-            box.label(text=f"{ob.name}: seed {meta.get('seed')}, model {meta.get('model')}", icon="OBJECT_DATA")
+            box.label(
+                text=f"{ob.name}: seed {meta.get('seed')}, model {meta.get('model')}", icon="OBJECT_DATA"
+            )
             box.label(text=f"Map checksum {meta.get('map_checksum')}")
             row = box.row(align=True)
             row.operator("terrain.regenerate", icon="FILE_REFRESH")

@@ -45,12 +45,20 @@ class TERRAIN_AddonPreferences(bpy.types.AddonPreferences):
         items=[
             ("AUTO", "Automatic", "ONNX Runtime (bundled with the add-on)"),
             ("ONNX", "ONNX Runtime", "The bundled ONNX Runtime, CPU"),
-            ("TORCH", "PyTorch", "PyTorch when importable in Blender's Python (GPU capable); loads .safetensors"),
+            (
+                "TORCH",
+                "PyTorch",
+                "PyTorch when importable in Blender's Python (GPU capable); loads .safetensors",
+            ),
         ],
         default="AUTO",
     )
     threads: IntProperty(
-        name="CPU threads", description="Threads the runtime may use (0 = all cores)", default=0, min=0, max=256
+        name="CPU threads",
+        description="Threads the runtime may use (0 = all cores)",
+        default=0,
+        min=0,
+        max=256,
     )
     device: EnumProperty(
         name="Device",
@@ -92,44 +100,70 @@ def _live_mode_toggled(self, context):
 class TERRAIN_PG_settings(bpy.types.PropertyGroup):
     # ---------------------------------------------------------------- paint
     plane_size_m: FloatProperty(
-        name="Size", description="Side of the paint plane and of the terrain, metres",
-        default=200.0, min=0.01, soft_max=20000.0, unit="LENGTH",
+        name="Size",
+        description="Side of the paint plane and of the terrain, metres",
+        default=200.0,
+        min=0.01,
+        soft_max=20000.0,
+        unit="LENGTH",
     )
     map_resolution: IntProperty(
-        name="Map resolution", description="Pixels per side of the painted class map",
-        default=256, min=8, max=8192,
+        name="Map resolution",
+        description="Pixels per side of the painted class map",
+        default=256,
+        min=8,
+        max=8192,
     )
     fill_class: EnumProperty(
-        name="Fill class", description="Class a new map (and Clear) fills with", items=CLASS_ITEMS, default="PLAINS",
+        name="Fill class",
+        description="Class a new map (and Clear) fills with",
+        items=CLASS_ITEMS,
+        default="PLAINS",
     )
     paint_image: PointerProperty(
-        name="Map image", description="The class map that Generate reads", type=bpy.types.Image,
+        name="Map image",
+        description="The class map that Generate reads",
+        type=bpy.types.Image,
     )
     paint_object: PointerProperty(
-        name="Paint plane", description="The plane the map is painted on; the terrain takes its place",
+        name="Paint plane",
+        description="The plane the map is painted on; the terrain takes its place",
         type=bpy.types.Object,
     )
     random_seed: IntProperty(name="Map seed", description="Seed of Random map", default=0, min=0)
     # ---------------------------------------------------------------- generate
     model_path: StringProperty(
-        name="Model", description="Model file (.onnx or .safetensors); empty = the default model",
-        subtype="FILE_PATH", default="",
+        name="Model",
+        description="Model file (.onnx or .safetensors); empty = the default model",
+        subtype="FILE_PATH",
+        default="",
     )
     seed: IntProperty(name="Seed", description="Same map + same seed = same terrain", default=0, min=0)
     resolution: IntProperty(
-        name="Resolution", description="Generation resolution: pixels along the map's longer side",
-        default=256, min=16, max=8192,
+        name="Resolution",
+        description="Generation resolution: pixels along the map's longer side",
+        default=256,
+        min=16,
+        max=8192,
     )
     mesh_resolution: IntProperty(
         name="Mesh resolution",
         description="Vertices along the longer side (0 = one per generated pixel); lower = lighter mesh",
-        default=0, min=0, max=4096,
+        default=0,
+        min=0,
+        max=4096,
     )
     height_min_m: FloatProperty(
-        name="Lowest", description="Height of the lowest possible ground, metres", default=0.0, unit="LENGTH",
+        name="Lowest",
+        description="Height of the lowest possible ground, metres",
+        default=0.0,
+        unit="LENGTH",
     )
     height_max_m: FloatProperty(
-        name="Highest", description="Height of the highest possible ground, metres", default=40.0, unit="LENGTH",
+        name="Highest",
+        description="Height of the highest possible ground, metres",
+        default=40.0,
+        unit="LENGTH",
     )
     tiling: EnumProperty(
         name="Tiling",
@@ -168,18 +202,34 @@ class TERRAIN_PG_settings(bpy.types.PropertyGroup):
         update=_live_mode_toggled,
     )
     live_resolution: IntProperty(
-        name="Preview resolution", description="Generation resolution of live previews",
-        default=128, min=32, max=1024,
+        name="Preview resolution",
+        description="Generation resolution of live previews",
+        default=128,
+        min=32,
+        max=1024,
     )
     # ---------------------------------------------------------------- export
     export_dir: StringProperty(
-        name="Folder", description="Where Export writes its files", subtype="DIR_PATH", default="//terrain_export/",
+        name="Folder",
+        description="Where Export writes its files",
+        subtype="DIR_PATH",
+        default="//terrain_export/",
     )
-    export_height: BoolProperty(name="Height", description="height.png (16-bit) and height.exr (32-bit float, metres)", default=True)
-    export_texture: BoolProperty(name="Texture", description="texture.png and terrain.png (shaded)", default=True)
-    export_splats: BoolProperty(name="Splat masks", description="splat_0.png / splat_1.png class weights", default=True)
-    export_obj: BoolProperty(name="OBJ", description="terrain.obj through Blender's OBJ exporter", default=False)
-    export_glb: BoolProperty(name="GLB", description="terrain.glb through Blender's glTF exporter", default=False)
+    export_height: BoolProperty(
+        name="Height", description="height.png (16-bit) and height.exr (32-bit float, metres)", default=True
+    )
+    export_texture: BoolProperty(
+        name="Texture", description="texture.png and terrain.png (shaded)", default=True
+    )
+    export_splats: BoolProperty(
+        name="Splat masks", description="splat_0.png / splat_1.png class weights", default=True
+    )
+    export_obj: BoolProperty(
+        name="OBJ", description="terrain.obj through Blender's OBJ exporter", default=False
+    )
+    export_glb: BoolProperty(
+        name="GLB", description="terrain.glb through Blender's glTF exporter", default=False
+    )
 
 
 def register_props():

@@ -34,7 +34,14 @@ MAX_RESOLUTION = 8192
 
 # Errors a user can fix; operators report their message as it is (no traceback).
 USER_ERRORS = (LabelMapError, ModelFileError, RuntimeUnavailableError, ValueError, OSError)
-__all__ = ["GenerationCancelled", "ModelFileError", "GenerateRequest", "GenerateOutcome", "RequestError", "run_generation"]
+__all__ = [
+    "GenerationCancelled",
+    "ModelFileError",
+    "GenerateRequest",
+    "GenerateOutcome",
+    "RequestError",
+    "run_generation",
+]
 
 
 class RequestError(ValueError):
@@ -73,7 +80,9 @@ class GenerateRequest:
                 f"got {self.resolution}"
             )
         if not (self.mesh_resolution == 0 or 2 <= self.mesh_resolution <= 4096):
-            raise RequestError(f"mesh resolution must be 2..4096 vertices (or 0 = per pixel), got {self.mesh_resolution}")
+            raise RequestError(
+                f"mesh resolution must be 2..4096 vertices (or 0 = per pixel), got {self.mesh_resolution}"
+            )
         if not self.size_m > 0:
             raise RequestError(f"terrain size must be positive metres, got {self.size_m}")
         if not self.height_max_m > self.height_min_m:
