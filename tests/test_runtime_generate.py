@@ -14,6 +14,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from terrain_core.runtime import (  # noqa: E402
     blend_weights,
     default_model_path,
     read_model_metadata,
-    tile_starts,
+    tile_layout,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -266,7 +267,8 @@ def test_tiled_equals_the_blend_of_per_tile_runs_on_the_canvas_noise(torch_gen, 
     hp, wp = 224, 256
     padded = np.pad(lab, ((0, hp - 200), (0, wp - 230)), mode="reflect")
     canvas = draw_inputs(GEN, hp, wp, 9)
-    ys, xs = tile_starts(hp, 128, 32, 32), tile_starts(wp, 128, 32, 32)
+    (th, ys), (tw, xs) = tile_layout(hp, 128, 32, 32), tile_layout(wp, 128, 32, 32)
+    assert th == tw == 128
     wy, wx = blend_weights(ys, 128, hp), blend_weights(xs, 128, wp)
     assert r.timings["tiles"] == len(ys) * len(xs) > 1
     expect = np.zeros((hp, wp), np.float64)
@@ -357,6 +359,25 @@ def test_progress_and_cancel(onnx_gen):
     # A plain callable works as cancel too.
     with pytest.raises(GenerationCancelled):
         onnx_gen.generate(lab, seed=2, tile=128, cancel=lambda: True)
+
+
+@pytest.mark.slow
+def test_cancel_stops_an_onnx_run_midway(onnx_gen):
+    lab = island(1024, 1024)
+    t0 = time.perf_counter()
+    onnx_gen.generate(lab, seed=1, tile=0)
+    full = time.perf_counter() - t0
+    stop = threading.Event()
+    timer = threading.Timer(full * 0.2, stop.set)
+    timer.start()
+    t0 = time.perf_counter()
+    with pytest.raises(GenerationCancelled):
+        onnx_gen.generate(lab, seed=1, tile=0, cancel=stop)
+    took = time.perf_counter() - t0
+    timer.join()
+    assert took < full * 0.7, (took, full)
+    # The session is still usable afterwards.
+    assert onnx_gen.generate(island(64, 64), seed=1).height.shape == (64, 64)
 
 
 def test_automatic_tiling_above_the_tile_size():

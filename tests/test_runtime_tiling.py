@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terrain_core.runtime import blend_weights, tile_starts
+from terrain_core.runtime import blend_weights, tile_layout, tile_starts
 
 
 @settings(max_examples=200, deadline=None)
@@ -67,3 +67,30 @@ def test_large_canvases_get_evenly_spread_tiles(n, tile, overlap):
     gaps = np.diff(starts)
     assert gaps.max() - gaps.min() <= 32  # no thin sliver of a last tile
     assert len(starts) == int(np.ceil((n - overlap) / (tile - overlap)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cells=st.integers(1, 300),
+    tile_cells=st.integers(2, 40),
+    overlap=st.integers(0, 640),
+    align=st.sampled_from([1, 8, 32]),
+)
+def test_tile_layout_shrinks_tiles_but_keeps_the_overlap(cells, tile_cells, overlap, align):
+    n, tile = cells * align, tile_cells * align
+    overlap = min(overlap, tile // 2)
+    length, starts = tile_layout(n, tile, overlap, align)
+    assert length % align == 0 and length <= tile and length <= n
+    assert starts[0] == 0 and starts[-1] + length == n
+    if n > tile:
+        # No more tiles than tiles of the full size would need.
+        assert len(starts) <= int(np.ceil((n - overlap) / (tile - overlap)))
+        for a, b in zip(starts, starts[1:], strict=False):
+            assert a + length - b >= min(overlap, length) - align
+
+
+def test_tile_layout_of_a_4096_canvas_computes_less_twice():
+    length, starts = tile_layout(4096, 1024, 64, 32)
+    assert len(starts) == 5 and length == 896
+    computed = (len(starts) * length) ** 2 / 4096**2
+    assert computed < 1.25  # tiles of 1024 would compute 1.56x the map
