@@ -261,3 +261,12 @@ def test_two_process_gloo_run_stays_in_step(tmp_path):
     assert summary["g_updates"] < summary["d_updates"] == 4
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]  # rank 0 alone writes
+
+
+def test_resume_forgets_stats_logged_after_the_checkpoint(tmp_path):
+    from training.train import drop_stats_after
+
+    path = tmp_path / "stats.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "d_total": 1.0}) + "\n" for s in (1, 2, 3, 4, 5)))
+    drop_stats_after(path, 3)
+    assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [1, 2, 3]

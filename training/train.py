@@ -457,6 +457,18 @@ def open_dataset(root: str | Path, crop: int, seed: int, split: str):
 # ------------------------------------------------------------------------------------------------ output
 
 
+def drop_stats_after(path: Path, step: int) -> None:
+    """On resume: forget logged rows past the checkpoint (those steps are about to run again)."""
+    if not path.is_file():
+        return
+    keep = [
+        line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step
+    ]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    tmp.replace(path)
+
+
 class StatsLog:
     """Means over a log window -> stats.jsonl (+ TensorBoard) and the progress line."""
 
@@ -657,6 +669,8 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log) -> dict[
                 "data order after resume differs from an uninterrupted run"
             )
         log(f"resumed from {latest} at step {trainer.step}")
+        if env.is_main:
+            drop_stats_after(run_dir / "stats.jsonl", trainer.step)
     if env.is_main:
         (run_dir / "config.toml").write_text(config_to_toml(cfg))
     log(
@@ -669,8 +683,11 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log) -> dict[
     stats = StatsLog(run_dir, env.is_main, cfg.tensorboard, log)
     fixed = None
     if env.is_main and cfg.sample_count:
-        k = min(cfg.sample_count, len(ds))
-        items = [ds[i] for i in range(k)]
+        # Samples show held-out maps when the data has a validation split (to see generalisation).
+        sample_ds = ds
+        if split_names(data_dir, "val"):
+            sample_ds = open_dataset(data_dir, cfg.crop, cfg.seed, "val")
+        items = [sample_ds[i] for i in range(min(cfg.sample_count, len(sample_ds)))]
         fixed = {key: torch.stack([it[key] for it in items]) for key in ("onehot", "labels", "terrain")}
     loader_kw: dict[str, Any] = dict(
         batch_size=cfg.batch_size,
