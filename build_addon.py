@@ -109,17 +109,44 @@ def wheel_tags(filename: str) -> tuple[str, str, str, str, str]:
     return parts[0], parts[1], parts[-3], parts[-2], parts[-1]
 
 
+def platform_tag_fits(tag: str, platform: str) -> bool:
+    """True if one wheel platform tag runs on the Blender platform (as pip's tag expansion would accept:
+    older manylinux glibc levels, older macOS versions, universal2 on either Mac)."""
+    if tag == "any":
+        return True
+    os_name, _, arch = platform.partition("-")
+    if os_name == "linux":
+        machine = {"x64": "x86_64", "arm64": "aarch64"}[arch]
+        m = re.fullmatch(r"manylinux_(\d+)_(\d+)_" + machine, tag)
+        if m:
+            return (int(m.group(1)), int(m.group(2))) <= (2, 28)  # Blender 4.2+ needs glibc 2.28 itself
+        return tag in (f"manylinux1_{machine}", f"manylinux2010_{machine}", f"manylinux2014_{machine}")
+    if os_name == "windows":
+        return tag == {"x64": "win_amd64", "arm64": "win_arm64"}[arch]
+    if os_name == "macos":
+        m = re.fullmatch(r"macosx_(\d+)_(\d+)_(\w+)", tag)
+        if not m:
+            return False
+        archs = {"x64": ("x86_64", "intel", "universal2", "universal"), "arm64": ("arm64", "universal2")}[
+            arch
+        ]
+        return m.group(3) in archs and int(m.group(1)) <= 15
+    return False
+
+
 def wheel_fits(filename: str, platform: str) -> bool:
     """True if the wheel runs on CPython 3.11 on the Blender platform."""
     _, _, py, abi, plat = wheel_tags(filename)
-    plats = set(plat.split("."))
-    if "any" not in plats and not plats & set(PLATFORM_TAGS[platform]):
+    if not any(platform_tag_fits(t, platform) for t in plat.split(".")):
         return False
     pys = set(py.split("."))
-    if not pys & {"py3", "py2.py3", "cp311", "cp39", "cp310", "cp38", "cp37", "cp36"} and "py2" not in pys:
+    if not pys & {"py3", "py2.py3", "cp311", "cp310", "cp39", "cp38", "cp37", "cp36"} and "py2" not in pys:
         return False
     abis = set(abi.split("."))
-    return bool(abis & {"none", "abi3", "cp311"})
+    # cpXY-cpXY wheels are for that exact Python; abi3 from an older CPython works on 3.11.
+    if "cp311" in abis or "none" in abis:
+        return True
+    return "abi3" in abis
 
 
 def cached_wheel(wheels_dir: Path, req: str, platform: str) -> Path | None:

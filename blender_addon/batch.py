@@ -172,7 +172,7 @@ def setup_render(bpy, scene, ob, size_m: float, height_range, wh, samples: int) 
     scene.collection.objects.link(cam)
     elev, az = math.radians(38.0), math.radians(200.0)  # from south-south-west
     fov = min(cam_data.angle_x, cam_data.angle_y) if wh[0] >= wh[1] else cam_data.angle_x
-    dist = radius / math.sin(fov / 2) * 0.95
+    dist = radius / math.sin(fov / 2) * 0.75  # the bounding sphere is loose: the grid is flat-ish
     offset = Vector((math.sin(az) * math.cos(elev), math.cos(az) * math.cos(elev), math.sin(elev))) * dist
     cam.location = target + offset
     cam.rotation_euler = (-offset).to_track_quat("-Z", "Y").to_euler()

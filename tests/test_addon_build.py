@@ -96,7 +96,13 @@ def test_wheel_platform_check():
     )
     assert not build_addon.wheel_fits("onnxruntime-1.32.0-cp312-cp312-win_amd64.whl", "windows-x64")
     assert build_addon.wheel_fits("packaging-26.3-py3-none-any.whl", "macos-arm64")
-    assert not build_addon.wheel_fits("protobuf-7.36.2-cp310-abi3-macosx_10_9_universal2.whl", "macos-arm64")
+    assert build_addon.wheel_fits("protobuf-7.36.2-cp310-abi3-macosx_10_9_universal2.whl", "macos-arm64")
+    assert not build_addon.wheel_fits("protobuf-7.36.2-cp310-abi3-macosx_10_9_universal2.whl", "linux-x64")
+    assert build_addon.wheel_fits("protobuf-7.36.2-cp310-abi3-manylinux2014_x86_64.whl", "linux-x64")
+    assert not build_addon.wheel_fits(
+        "x-1.0-cp311-cp311-manylinux_2_34_x86_64.whl", "linux-x64"
+    )  # too new glibc
+    assert not build_addon.wheel_fits("x-1.0-cp311-cp311-manylinux_2_28_aarch64.whl", "linux-x64")
 
 
 CHILD = textwrap.dedent(
