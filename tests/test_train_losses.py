@@ -136,3 +136,10 @@ def re_escape(s: str) -> str:
     import re
 
     return re.escape(s)
+
+
+def test_r1_penalty_can_leave_out_the_conditioning_channels():
+    w = torch.tensor([1.0, -2.0, 3.0]).view(1, 3, 1, 1)
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    logits = [(x * w).sum(1, keepdim=True)]
+    assert r1_penalty(logits, x, first_channel=1).item() == pytest.approx(16 * 13.0)

@@ -90,11 +90,14 @@ def l1_loss(
     return F.l1_loss(fake_rgb.float(), real_rgb.float()) + F.l1_loss(fake_h.float(), real_h.float())
 
 
-def r1_penalty(real_logits: Sequence[torch.Tensor], real_input: torch.Tensor) -> torch.Tensor:
-    """E[|grad_x sum D(x)|^2] at real inputs (``real_input`` must require grad; graph is kept)."""
+def r1_penalty(
+    real_logits: Sequence[torch.Tensor], real_input: torch.Tensor, first_channel: int = 0
+) -> torch.Tensor:
+    """E[|grad_x sum D(x)|^2] at real inputs, over channels ``first_channel:`` (the image, not the
+    conditioning segmentation). ``real_input`` must require grad; the graph is kept for backward."""
     total = sum(lg.float().sum() for lg in real_logits)
     (grad,) = torch.autograd.grad(total, real_input, create_graph=True)
-    return grad.float().pow(2).flatten(1).sum(1).mean()
+    return grad[:, first_channel:].float().pow(2).flatten(1).sum(1).mean()
 
 
 def weighted_total(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:

@@ -28,6 +28,12 @@ class GenOutput:
     onehot_flip: torch.Tensor | None = None  # [N, classes, H, W] segmentation flipped the same way
 
 
+def lab_to_rgb_m11(lab: torch.Tensor) -> torch.Tensor:
+    """Normalised Lab -> RGB in -1..1, in fp32 even under autocast (bf16 would band the colours)."""
+    with torch.autocast(lab.device.type, enabled=False):
+        return lab_to_rgb(lab.float()) * 2.0 - 1.0
+
+
 def flip_per_sample(x: torch.Tensor, lr: torch.Tensor, ud: torch.Tensor) -> torch.Tensor:
     """Flip each sample of ``x`` [N, C, H, W] left-right where ``lr`` [N] bool, up-down where ``ud``."""
     x = torch.where(lr[:, None, None, None], x.flip(3), x)
@@ -64,7 +70,7 @@ class TrainGenerator(nn.Module):
         raw = self.generator(onehot, z, noises)  # [N, 4, H, W] pre-tanh Lab + height
         s = self.shadow(raw)
         out = GenOutput(
-            rgb=lab_to_rgb(s["shaded_lab"]) * 2.0 - 1.0,
+            rgb=lab_to_rgb_m11(s["shaded_lab"]),
             height=s["height"],
             texture_lab=s["texture_lab"],
         )
@@ -74,7 +80,7 @@ class TrainGenerator(nn.Module):
             # shading baked into the texture shows up on the wrong side here and D can penalise it.
             both = flip_per_sample(torch.cat([raw, onehot.to(raw.dtype)], 1), flip_lr, flip_ud)
             s2 = self.shadow(both[:, :4])
-            out.rgb_flip = lab_to_rgb(s2["shaded_lab"]) * 2.0 - 1.0
+            out.rgb_flip = lab_to_rgb_m11(s2["shaded_lab"])
             out.height_flip = s2["height"]
             out.onehot_flip = both[:, 4:].to(onehot.dtype)
         return out

@@ -274,7 +274,7 @@ class Trainer:
             # Lazy R1 (StyleGAN2): every r1_every steps, scaled by r1_every; a separate fp32 pass on real.
             x = parts[0].detach().float().requires_grad_(True)
             logits = [lg for lg, _ in self.disc(x)]
-            terms["r1"] = r1_penalty(logits, x)
+            terms["r1"] = r1_penalty(logits, x, first_channel=onehot.shape[1])  # image channels only
             d_obj = d_obj + terms["r1"] * (0.5 * cfg.r1_gamma * cfg.r1_every)
 
         # Gradients of both networks from the same forward (the original's simultaneous update).
@@ -296,16 +296,22 @@ class Trainer:
         # One all_reduce: D grads, G grads, then the loss values (identical key order on every rank,
         # since every rank has the same config and the same g_on).
         names = sorted(terms)
-        flat = torch.cat(
-            [_flatten(d_grads + g_grads), torch.stack([terms[k].detach().float() for k in names])]
-        )
-        D.all_mean_(flat, self.env)
-        offset = 0
-        for p, gr in zip(self.d_params + (self.g_params if g_on else []), d_grads + g_grads, strict=True):
-            k = gr.numel()
-            p.grad = flat[offset : offset + k].view_as(gr).to(p.dtype)
-            offset += k
-        losses = dict(zip(names, flat[offset:].tolist(), strict=True))
+        values = torch.stack([terms[k].detach().float() for k in names])
+        params = self.d_params + (self.g_params if g_on else [])
+        grads = d_grads + g_grads
+        if self.env.distributed:
+            flat = torch.cat([_flatten(grads), values])
+            D.all_mean_(flat, self.env)
+            offset = 0
+            for p, gr in zip(params, grads, strict=True):
+                k = gr.numel()
+                p.grad = flat[offset : offset + k].view_as(gr).to(p.dtype)
+                offset += k
+            values = flat[offset:]
+        else:
+            for p, gr in zip(params, grads, strict=True):
+                p.grad = gr
+        losses = dict(zip(names, values.tolist(), strict=True))
 
         stats: dict[str, float] = {**losses, "g_on": float(g_on), "lr_factor": lr_f}
         finite = all(math.isfinite(v) for v in losses.values())
