@@ -385,7 +385,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--height-range-out", type=float, nargs=2, metavar=("LO", "HI"),
                    help="metres that 0..65535 stand for in NAME_h.png (default: the map's range)")  # fmt: skip
     p.add_argument("--classes", help="JSON file overriding the cluster -> class assignment, e.g. "
-                   '{"0": "water", "4": "desert"} (cluster numbers as in manifest.json)')  # fmt: skip
+                   '{"0": "plains", "4": "desert"} (land clusters 0..5 as in manifest.json)')  # fmt: skip
     p.add_argument("--val-share", type=float, default=0.12, help="share of longitude bands held out")
     p.add_argument("--bands", type=int, default=16, help="most longitude bands for the region split")
     p.add_argument("--min-land", type=float, default=0.15, help="least land share of an accepted crop")
