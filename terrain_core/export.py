@@ -21,7 +21,7 @@ import datetime as _dt
 import json
 import logging
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -143,10 +143,22 @@ def _stems(out: str | os.PathLike | tuple) -> tuple[Path, Path]:
 
 
 def _temp_beside(path: Path) -> Path:
+    """A fresh hidden name in the target's folder (same file system, so the final rename is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def export_model(
@@ -194,6 +206,12 @@ def export_model(
             _write_safetensors(net, tmp_st, meta)
             if onnx:
                 _write_onnx(net, gen, tmp_onnx, meta, example_size)
+        # The writers may create 0600 files (safetensors does): give them the usual mode for the umask,
+        # so that a shared model folder stays readable.
+        mode = 0o666 & ~_umask()
+        for t in (tmp_st, tmp_onnx):
+            if t is not None:
+                os.chmod(t, mode)
         os.replace(tmp_st, st_path)
         if onnx:
             os.replace(tmp_onnx, onnx_path)

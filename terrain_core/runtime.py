@@ -236,6 +236,8 @@ class _OnnxBackend:
         so.inter_op_num_threads = 1  # the graph is a chain: parallel branches gain nothing
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3  # errors only: a bad file becomes our ModelFileError, not log spam
+        if device == "auto":
+            device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
         if device == "cpu":
             providers = ["CPUExecutionProvider"]
         elif device == "cuda":
@@ -243,7 +245,7 @@ class _OnnxBackend:
                 raise RuntimeUnavailableError("this onnxruntime build has no CUDA support (onnxruntime-gpu)")
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         else:
-            raise ValueError(f"the ONNX runtime supports device 'cpu' or 'cuda', got {device!r}")
+            raise ValueError(f"the ONNX runtime supports device 'cpu', 'cuda' or 'auto', got {device!r}")
         try:
             session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as e:  # onnxruntime raises its own pybind exception types for bad files
@@ -514,7 +516,7 @@ class TerrainGenerator:
     ) -> TerrainGenerator:
         """Load ``.onnx`` (ONNX Runtime) or ``.safetensors`` (PyTorch) by suffix; None = built-in default.
 
-        ``device``: "cpu" (default), "cuda", "mps" (torch only) or "auto" (torch: best available).
+        ``device``: "cpu" (default), "cuda", "mps" (torch only) or "auto" (the best available).
         ``threads``: CPU threads (None = the runtime's default). For torch this is process-wide
         (``torch.set_num_threads``). ``optimization``: ONNX Runtime graph optimisation level, one of
         "disable", "basic", "extended", "all".
@@ -528,8 +530,6 @@ class TerrainGenerator:
                 return cls.untrained_default(device=device, threads=threads)
         p = _existing(path)
         if p.suffix.lower() == ".onnx":
-            if device == "auto":
-                device = "cpu"
             session, meta = _OnnxBackend.open(p, threads=threads, optimization=optimization, device=device)
             gen, _ = validate_metadata(meta, str(p))
             backend = _OnnxBackend(session, gen, threads)
@@ -553,7 +553,10 @@ class TerrainGenerator:
         device: str = "cpu",
         threads: int | None = None,
     ) -> TerrainGenerator:
-        """Wrap an in-memory ``InferenceNet`` (e.g. during training) in the same API, torch runtime."""
+        """Wrap an in-memory ``InferenceNet`` (e.g. during training) in the same API, torch runtime.
+
+        The net is shared, not copied: it is put in eval mode and moved to ``device``.
+        """
         md = dict(metadata or {})
         meta = build_metadata(gen, shadow, name=md.pop("name", "in-memory"), **md)
         backend = _TorchBackend(net.eval(), _TorchBackend.pick_device(device), threads)

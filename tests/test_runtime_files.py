@@ -64,6 +64,12 @@ def test_the_good_file_loads(good):
     assert g.runtime == "torch" and g.config == GEN and g.shadow_config == SHADOW
 
 
+def test_exported_files_get_the_usual_permissions(good):
+    mask = os.umask(0)
+    os.umask(mask)
+    assert good.stat().st_mode & 0o777 == 0o666 & ~mask  # not a temp file's 0600
+
+
 def test_missing_empty_and_wrong_suffix(tmp_path):
     _expect(tmp_path / "nope.safetensors", "not found")
     _expect(tmp_path / "nope.onnx", "not found")
