@@ -498,7 +498,9 @@ class TerrainGenerator:
         self._meta = meta
         self.config, self.shadow_config = validate_metadata(meta, source)
         self.source = source
-        self.untrained = untrained
+        # Also a file exported from untrained weights (a stand-in) says so in its provenance.
+        prov = meta.get("provenance")
+        self.untrained = bool(untrained or (isinstance(prov, dict) and prov.get("untrained") is True))
         lo, hi = meta["height_range_m"]
         self.height_range_m = (float(lo), float(hi))
         self.name = str(meta.get("name") or Path(source).stem)

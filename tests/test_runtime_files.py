@@ -219,7 +219,10 @@ def test_export_accepts_a_generator_shadow_pair_and_explicit_paths(tmp_path):
     )
     g = TerrainGenerator.load(st)
     assert g.name == "pair" and g.height_range_m == (-50.0, 450.0)
-    assert g.info["provenance"] == {"steps": 0}
+    assert g.info["provenance"] == {"steps": 0} and g.untrained is False
+    # A stand-in exported from untrained weights is flagged as such when loaded.
+    st, _ = export_model(net, tmp_path / "c", onnx=False, metadata={"provenance": {"untrained": True}})
+    assert TerrainGenerator.load(st).info["untrained"] is True
     loaded = g._backend.net.state_dict()
     for k, v in net.state_dict().items():
         assert torch.equal(loaded[k], v), k
