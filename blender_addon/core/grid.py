@@ -131,8 +131,8 @@ def heightfield_to_grid(
         ny=ny,
         positions=pos.ravel(),
         edge_verts=edge_verts,
-        corner_vert=corner_vert.astype(np.int32),
-        corner_edge=corner_edge.astype(np.int32),
+        corner_vert=corner_vert.astype(np.int32, copy=False),
+        corner_edge=corner_edge.astype(np.int32, copy=False),
         loop_start=loop_start,
         uv=np.ascontiguousarray(uv, dtype=np.float32),
     )
