@@ -615,7 +615,7 @@ class TerrainGenerator:
         seed: int = 0,
         *,
         tile: int | None = None,
-        overlap: int = DEFAULT_OVERLAP,
+        overlap: int | None = None,
         progress: Callable[[float], Any] | None = None,
         cancel: Any = None,
     ) -> TerrainResult:
@@ -623,8 +623,8 @@ class TerrainGenerator:
 
         Any size: the map is reflect-padded to a multiple of the network's downsampling and cropped back.
         ``tile``: None = tile automatically when a side exceeds ``self.tile_size``; 0 = never tile; N = tiles
-        of N pixels (rounded down to the downsampling) sharing ``overlap`` pixels, blended. The noise is
-        drawn once for the whole canvas, so tiles agree where they overlap.
+        of N pixels (rounded down to the downsampling) sharing ``overlap`` pixels (None: 64, at most half a
+        tile), blended. The noise is drawn once for the whole canvas, so tiles agree where they overlap.
         ``progress(fraction)`` is called at 0.0 and after each tile; ``cancel`` (a ``threading.Event`` or a
         callable) is checked before each tile and raises ``GenerationCancelled``; on ONNX Runtime it is also
         polled from a helper thread during each run, which it then aborts.
@@ -647,6 +647,11 @@ class TerrainGenerator:
         timings = {"prepare": time.perf_counter() - t_start}
 
         tile_px = self._tile_px(tile, hp, wp)
+        if overlap is None:
+            overlap = min(DEFAULT_OVERLAP, (tile_px or 0) // 2)
+        if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)):
+            raise ValueError(f"overlap must be a pixel count, got {overlap!r}")
+        overlap = int(overlap)
         if tile_px is not None and overlap < 0:
             raise ValueError(f"overlap must be >= 0, got {overlap}")
         if tile_px is not None and overlap >= tile_px // 2 + 1:

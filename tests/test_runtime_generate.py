@@ -254,6 +254,8 @@ def test_bad_labels_and_arguments():
         g.generate(np.zeros((64, 64), np.uint8), tile=-5)
     with pytest.raises(ValueError, match="overlap"):
         g.generate(np.zeros((256, 256), np.uint8), tile=64, overlap=64)
+    # Without an explicit overlap a small tile gets half its size.
+    assert g.generate(np.zeros((256, 256), np.uint8), tile=64).timings["tiles"] == 49
 
 
 # ------------------------------------------------------------------------------------------ tiling
