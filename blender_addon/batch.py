@@ -49,6 +49,9 @@ def parse_args(args: list[str]) -> argparse.Namespace:
     p.add_argument("--render-size", default="640x400", help="preview size WxH (default 640x400)")
     p.add_argument("--samples", type=int, default=16, help="Cycles samples for previews (default 16)")
     p.add_argument(
+        "--show-map", action="store_true", help="previews show the class map on a plane west of the terrain"
+    )
+    p.add_argument(
         "--contact-sheet", action="store_true", help="also write OUT/contact_sheet.png of all previews"
     )
     p.add_argument(
@@ -158,19 +161,65 @@ def new_scene(bpy):
     return bpy.context.scene
 
 
-def setup_render(bpy, scene, ob, size_m: float, height_range, wh, samples: int) -> None:
-    """Camera framed on the terrain from the south, sun from the north-west, small Cycles CPU settings."""
+def add_map_plane(bpy, scene, labels, size_m: float, x_offset: float, z: float):
+    """A flat plane showing the class map (nearest-pixel, unlit), west of the terrain in previews."""
+    import numpy as np
+
+    from terrain_core.labels import PALETTE
+
+    h, w = labels.shape
+    sx, sy = (size_m, size_m * h / w) if w >= h else (size_m * w / h, size_m)
+    me = bpy.data.meshes.new("Class map")
+    me.from_pydata(
+        [(-sx / 2, -sy / 2, 0), (sx / 2, -sy / 2, 0), (sx / 2, sy / 2, 0), (-sx / 2, sy / 2, 0)],
+        [],
+        [(0, 1, 2, 3)],
+    )
+    me.uv_layers.new(name="UVMap").uv.foreach_set("vector", np.array([0, 0, 1, 0, 1, 1, 0, 1], np.float32))
+    img = bpy.data.images.new("Class map", width=w, height=h, alpha=False)
+    rgba = np.ones((h, w, 4), np.float32)
+    rgba[..., :3] = PALETTE[labels] / 255.0
+    img.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())
+    img.pack()
+    mat = bpy.data.materials.new("Class map")
+    if mat.node_tree is None:
+        mat.use_nodes = True
+    nt = mat.node_tree
+    for n in list(nt.nodes):
+        if n.type != "OUTPUT_MATERIAL":
+            nt.nodes.remove(n)
+    out = next(n for n in nt.nodes if n.type == "OUTPUT_MATERIAL")
+    tex = nt.nodes.new("ShaderNodeTexImage")
+    tex.image, tex.interpolation = img, "Closest"
+    emit = nt.nodes.new("ShaderNodeEmission")  # the map's colours as painted, unlit
+    nt.links.new(tex.outputs["Color"], emit.inputs["Color"])
+    nt.links.new(emit.outputs["Emission"], out.inputs["Surface"])
+    me.materials.append(mat)
+    ob = bpy.data.objects.new("Class map", me)
+    ob.location = (x_offset, 0.0, z)
+    scene.collection.objects.link(ob)
+    return ob
+
+
+def setup_render(
+    bpy, scene, ob, size_m: float, height_range, wh, samples: int, *, extra_width: float = 0.0
+) -> None:
+    """Camera framed on the terrain from the south, sun from the north-west, small Cycles CPU settings.
+
+    ``extra_width``: metres of scene west of the terrain (the class map plane) that must be in frame too.
+    """
     from mathutils import Vector
 
     lo, hi = height_range
-    target = Vector((0.0, 0.0, (lo + hi) / 2.0)) + ob.matrix_world.translation
-    radius = math.sqrt(2 * (size_m / 2) ** 2 + ((hi - lo) / 2) ** 2)
+    target = Vector((-extra_width / 2.0, 0.0, (lo + hi) / 2.0)) + ob.matrix_world.translation
+    radius = math.sqrt(((size_m + extra_width) / 2) ** 2 + (size_m / 2) ** 2 + ((hi - lo) / 2) ** 2)
     cam_data = bpy.data.cameras.new("Preview camera")
     cam_data.lens = 35.0
     cam_data.clip_end = max(1000.0, radius * 10)
     cam = bpy.data.objects.new("Preview camera", cam_data)
     scene.collection.objects.link(cam)
-    elev, az = math.radians(38.0), math.radians(200.0)  # from south-south-west
+    # From the south-south-west; from due south when the map plane stands beside the terrain.
+    elev, az = math.radians(38.0), math.radians(185.0 if extra_width else 200.0)
     fov = min(cam_data.angle_x, cam_data.angle_y) if wh[0] >= wh[1] else cam_data.angle_x
     dist = radius / math.sin(fov / 2) * 0.75  # the bounding sphere is loose: the grid is flat-ish
     offset = Vector((math.sin(az) * math.cos(elev), math.cos(az) * math.cos(elev), math.sin(elev))) * dist
@@ -325,7 +374,12 @@ def process_one(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dic
     timings["write_meshes"] = time.perf_counter() - t
     if ns.render:
         t = time.perf_counter()
-        setup_render(bpy, scene, ob, ns.size_m, ns.height_range, ns.render_wh, ns.samples)
+        extra = 0.0
+        if ns.show_map:
+            gap = 0.08 * ns.size_m
+            add_map_plane(bpy, scene, res.labels, ns.size_m, -(ns.size_m + gap), ns.height_range[0])
+            extra = ns.size_m + gap
+        setup_render(bpy, scene, ob, ns.size_m, ns.height_range, ns.render_wh, ns.samples, extra_width=extra)
         files["preview.png"] = render_preview(bpy, scene, out_dir / "preview.png")
         timings["render"] = time.perf_counter() - t
     if "blend" in ns.format_set:

@@ -49,6 +49,7 @@ def test_batch_generates_exports_renders_and_survives_a_bad_map(tmp_path):
             "--out",
             str(out),
             "--render",
+            "--show-map",
             "--render-size",
             "160x100",
             "--samples",
@@ -94,9 +95,13 @@ def test_batch_generates_exports_renders_and_survives_a_bad_map(tmp_path):
     Image = pytest.importorskip("PIL.Image")
     prev = np.asarray(Image.open(d / "preview.png").convert("RGB")).astype(float)
     assert prev.shape == (100, 160, 3)
-    # The terrain is in frame: the middle of the image differs from the sky in the corners.
-    sky = prev[:5, :5].reshape(-1, 3).mean(0)
-    assert np.abs(prev[45:55, 75:85].reshape(-1, 3).mean(0) - sky).max() > 10
+    # The class map stands west (left) of the terrain: its water blue shows there, the terrain (right of
+    # the middle) differs from the sky in the corners.
+    water = np.array([17, 141, 215], float)
+    left, right = prev[:, :80].reshape(-1, 3), prev[30:70, 90:140].reshape(-1, 3)
+    assert (np.abs(left - water).max(-1) < 25).sum() > 20
+    sky = prev[:5, -5:].reshape(-1, 3).mean(0)
+    assert np.abs(right.mean(0) - sky).max() > 10
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.size[0] >= 160 and sheet.size[1] >= 100
 
