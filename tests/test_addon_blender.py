@@ -492,3 +492,28 @@ def test_modal_generate_escape_cancels_and_changes_nothing(scene):
         assert drv._job.cancelled and snapshot() == before
         assert any(k == "WARNING" and "cancelled" in m for k, m in drv.reports)
         assert generate.state["job"] is None
+
+
+def test_export_refuses_blend_relative_folder_in_unsaved_file(scene, tmp_path):
+    with _ctx():
+        bpy.ops.terrain.generate()
+        bpy.ops.object.mode_set(mode="OBJECT")
+        bpy.context.view_layer.objects.active = bpy.data.objects[generate.TERRAIN_NAME]
+        scene.terrain_gan.export_dir = "//terrain_export/"
+        assert not bpy.data.filepath
+        with pytest.raises(RuntimeError, match="save it first"):
+            bpy.ops.terrain.export()
+
+
+def test_live_mode_resumes_after_loading_a_file(scene, tmp_path):
+    scene.terrain_gan.live_mode = True
+    try:
+        path = tmp_path / "live.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(path))
+        live.stop()
+        bpy.ops.wm.open_mainfile(filepath=str(path))
+        assert bpy.context.scene.terrain_gan.live_mode
+        assert live._live["running"] and bpy.app.timers.is_registered(live._tick)
+    finally:
+        bpy.context.scene.terrain_gan.live_mode = False
+    assert not bpy.app.timers.is_registered(live._tick)

@@ -24,9 +24,12 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     props.register_props()
+    bpy.app.handlers.load_post.append(live.restart_after_load)
 
 
 def unregister() -> None:
+    if live.restart_after_load in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(live.restart_after_load)
     live.stop()
     job = state["job"]
     if job is not None:

@@ -154,7 +154,14 @@ class TERRAIN_OT_export(bpy.types.Operator):
     def execute(self, context):
         s = context.scene.terrain_gan
         ob = context.active_object
-        out = Path(bpy.path.abspath(self.directory or s.export_dir))
+        folder = self.directory or s.export_dir
+        if folder.startswith("//") and not bpy.data.filepath:
+            self.report(
+                {"ERROR"},
+                f"Export folder {folder!r} is relative to the .blend file: save it first or pick a folder",
+            )
+            return {"CANCELLED"}
+        out = Path(bpy.path.abspath(folder))
         meta = ob[META_KEY]
         try:
             height_m, texture, labels = terrain_arrays(ob)

@@ -45,6 +45,15 @@ def stop() -> None:
         bpy.app.timers.unregister(_tick)
 
 
+@bpy.app.handlers.persistent
+def restart_after_load(_dummy=None) -> None:
+    """Timers do not survive loading a file: resume live mode if the loaded scene has it on."""
+    stop()
+    s = getattr(bpy.context.scene, "terrain_gan", None)
+    if s is not None and s.live_mode:
+        start()
+
+
 def status() -> str:
     job = _live["job"]
     if _live["last_error"]:

@@ -14,6 +14,9 @@ from bpy.props import (
 
 from terrain_core.labels import CLASSES
 
+# Paths that may be written "//relative/to/the/blend" must say so since Blender 4.5 (else a warning).
+BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (4, 5, 0) else set()
+
 CLASS_ITEMS = [(c.name.upper(), c.name.capitalize(), c.description, c.id) for c in CLASSES]
 
 
@@ -137,6 +140,7 @@ class TERRAIN_PG_settings(bpy.types.PropertyGroup):
         description="Model file (.onnx or .safetensors); empty = the default model",
         subtype="FILE_PATH",
         default="",
+        options=BLEND_RELATIVE,
     )
     seed: IntProperty(name="Seed", description="Same map + same seed = same terrain", default=0, min=0)
     resolution: IntProperty(
@@ -214,6 +218,7 @@ class TERRAIN_PG_settings(bpy.types.PropertyGroup):
         description="Where Export writes its files",
         subtype="DIR_PATH",
         default="//terrain_export/",
+        options=BLEND_RELATIVE,
     )
     export_height: BoolProperty(
         name="Height", description="height.png (16-bit) and height.exr (32-bit float, metres)", default=True
