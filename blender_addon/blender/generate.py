@@ -216,6 +216,7 @@ class TERRAIN_OT_generate(bpy.types.Operator):
         job = self._job
         if event.type == "ESC" and event.value == "PRESS":
             job.cancel()
+            return {"RUNNING_MODAL"}  # consumed: Esc must not also reach other handlers
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         context.window_manager.progress_update(int(job.progress * 100))
