@@ -65,7 +65,8 @@ class Progress:
             eta = el / done * (self.total - done) if done else float("nan")
             width = 30
             fill = int(width * done / max(self.total, 1))
-            line = f"[{self.label}] |{'#' * fill}{'.' * (width - fill)}| {done}/{self.total} {el:.0f}s eta {eta:.0f}s"
+            bar = "#" * fill + "." * (width - fill)
+            line = f"[{self.label}] |{bar}| {done}/{self.total} {el:.0f}s eta {eta:.0f}s"
             print(
                 ("\r" if self.tty else "") + line, end="" if self.tty else "\n", file=sys.stderr, flush=True
             )
@@ -241,8 +242,8 @@ def build(args) -> dict:
     seg = fit_pipeline(world, boxes, args.seed, override, args.quiet)
     t_fit = time.perf_counter() - t1
     log(
-        f"segmentation fitted in {t_fit:.1f}s (classifier train accuracy {seg.train_accuracy:.3f}); clusters -> "
-        + ", ".join(f"{k}:{v}" for k, v in seg.summary()["cluster_to_class"].items()),
+        f"segmentation fitted in {t_fit:.1f}s (classifier train accuracy {seg.train_accuracy:.3f}); "
+        "clusters -> " + ", ".join(f"{k}:{v}" for k, v in seg.summary()["cluster_to_class"].items()),
         args.quiet,
     )
 
@@ -339,7 +340,8 @@ def build(args) -> dict:
     manifest["contact_sheet"] = sheet.name if sheet else None
     write_manifest(out, manifest)
     log(
-        f"wrote {len(entries)} crops ({len(manifest['splits']['train'])} train, {len(manifest['splits']['val'])} "
+        f"wrote {len(entries)} crops ({len(manifest['splits']['train'])} train, "
+        f"{len(manifest['splits']['val'])} "
         f"val) to {out} in {manifest['timings_s']['total']:.1f}s; class shares "
         + ", ".join(f"{k} {v:.3f}" for k, v in manifest["class_shares"].items()),
         args.quiet,
@@ -381,9 +383,9 @@ def parser() -> argparse.ArgumentParser:
         "--lon-span", type=float, default=360.0, help="--source maps: degrees across (default 360)"
     )
     p.add_argument("--height-range-m", type=float, nargs=2, default=(0.0, 6000.0), metavar=("LO", "HI"),
-                   help="--source maps: metres of the lowest and highest height code (default 0 6000)")  # fmt: skip
+                   help="--source maps: metres of the lowest and highest code (default 0 6000)")  # fmt: skip
     p.add_argument("--height-range-out", type=float, nargs=2, metavar=("LO", "HI"),
-                   help="metres that 0..65535 stand for in NAME_h.png (default: the map's range)")  # fmt: skip
+                   help="metres that 0..65535 stand for in NAME_h.png (default: map range)")  # fmt: skip
     p.add_argument("--classes", help="JSON file overriding the cluster -> class assignment, e.g. "
                    '{"0": "plains", "4": "desert"} (land clusters 0..5 as in manifest.json)')  # fmt: skip
     p.add_argument("--val-share", type=float, default=0.12, help="share of longitude bands held out")

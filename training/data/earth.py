@@ -129,7 +129,8 @@ def ensure_asset(a: Asset, folder: Path, download: bool = True, quiet: bool = Fa
         raise EarthDataError(f"{a.name} is not in the cache ({p}); run with downloads allowed")
     if shutil.which(a.fetch[0]) is None and a.fetch[0] != sys.executable:
         raise EarthDataError(
-            f"{a.fetch[0]} is not available to fetch {a.name}; download {a.filename} from {a.url} into {folder}"
+            f"{a.fetch[0]} is not available to fetch {a.name}; download {a.filename} from {a.url} "
+            f"into {folder}"
         )
     if not quiet:
         print(f"[earth] fetching {a.name} ({a.size / 1e6:.1f} MB) with {a.fetch[0]}", file=sys.stderr)
@@ -374,7 +375,7 @@ def lake_surfaces(h: np.ndarray, water: np.ndarray, ocean: np.ndarray) -> np.nda
 
 
 def process_earth(quiet: bool = False, download: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(terrain [5400, 10800, 3] uint8, height_m [5400, 10800] float32, report), cached after the first run."""
+    """(terrain [5400, 10800, 3] uint8, height_m [5400, 10800] float32, report); cached after one run."""
     root = cache_dir()
     dl, work = root / "downloads", root / "earth"
     work.mkdir(parents=True, exist_ok=True)
@@ -460,7 +461,8 @@ def load_earth(quiet: bool = False, download: bool = True) -> tuple[WorldMap, di
             }
             for a in ASSETS
         ],
-        "provenance": "Natural Earth shaded relief (public domain); SRTM-derived relief via KDE Marble (public "
+        "provenance": "Natural Earth shaded relief (public domain); SRTM-derived relief via KDE Marble "
+        "(public "
         "domain map content); heights calibrated to PRISM elevation (contiguous USA)",
         "earth": report,
     }
