@@ -18,6 +18,10 @@ import torch
 import torch.distributed as dist
 
 
+class DeviceError(RuntimeError):
+    """The asked-for device is not there; the message says what to use instead."""
+
+
 @dataclass(frozen=True)
 class DistEnv:
     rank: int = 0
@@ -39,9 +43,9 @@ def pick_device(pref: str | None) -> torch.device:
     if pref in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if pref.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA GPU here; use --device cpu")
+        raise DeviceError("--device cuda was asked for, but torch sees no CUDA GPU here; use --device cpu")
     if pref not in ("cpu",) and not pref.startswith("cuda"):
-        raise ValueError(f"--device must be cpu or cuda, got {pref!r}")
+        raise DeviceError(f"--device must be cpu or cuda, got {pref!r}")
     return torch.device(pref)
 
 

@@ -649,8 +649,10 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log) -> dict[
     log = log if env.is_main else (lambda *a, **k: None)
     if max_steps is not None:
         cfg = cfg.replace(max_steps=max_steps)
+    ds = open_dataset(
+        data_dir, cfg.crop, cfg.seed, cfg.split
+    )  # before creating anything: bad data fails clean
     run_dir.mkdir(parents=True, exist_ok=True)
-    ds = open_dataset(data_dir, cfg.crop, cfg.seed, cfg.split)
     if len(ds) < cfg.batch_size * env.world:
         raise UsageError(
             f"{data_dir} has {len(ds)} maps for split {cfg.split!r}; one step needs batch_size x processes "
@@ -864,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--data is required to train")
         train(cfg, args.data, run_dir, device=args.device, resume=args.resume, preset=preset, log=log)
         return 0
-    except (ConfigError, UsageError, ckpt.CheckpointError, TrainingDiverged) as e:
+    except (ConfigError, UsageError, ckpt.CheckpointError, TrainingDiverged, D.DeviceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 3 if isinstance(e, TrainingDiverged) else 2
     except ValueError as e:
