@@ -88,13 +88,20 @@ def test_dataset_loads_the_build(built):
     assert item["albedo"].shape == (3, 32, 32) and item["onehot"].shape == (7, 32, 32)
 
 
-def test_same_seed_same_dataset(built, tmp_path):
+def test_same_seed_same_dataset_and_resume(built, tmp_path):
+    # An interrupted build: half the crops on disk, no manifest. --resume keeps them and makes the rest.
+    a = read_manifest(built)
+    keep = [c["name"] for c in a["crops"][:7]]
+    for n in keep:
+        for sfx in ("_t.png", "_h.png", "_i2.png", "_albedo.png"):
+            (tmp_path / f"{n}{sfx}").write_bytes((built / f"{n}{sfx}").read_bytes())
     args = ["--source", "procedural", "--out", str(tmp_path), "--count", "14", "--size", "64", "--seed", "2",
-            "--world-rows", "192", "--val-share", "0.3", "--quiet"]  # fmt: skip
+            "--world-rows", "192", "--val-share", "0.3", "--quiet", "--resume"]  # fmt: skip
     assert main(args) == 0
-    a, b = read_manifest(built), read_manifest(tmp_path)
-    assert a["crops"] == b["crops"]
-    n = a["crops"][5]["name"]
+    b = read_manifest(tmp_path)
+    assert b["resumed_crops"] == 7
+    assert a["crops"] == b["crops"] and a["class_shares"] == b["class_shares"]
+    n = a["crops"][10]["name"]  # made by the resumed run: identical bytes (same seed, same crops)
     for suffix in ("_t.png", "_h.png", "_i2.png"):
         assert (built / f"{n}{suffix}").read_bytes() == (tmp_path / f"{n}{suffix}").read_bytes()
 

@@ -254,20 +254,30 @@ def build(args) -> dict:
     prog = Progress(len(boxes), "crops", enabled=not args.quiet)
     t1 = time.perf_counter()
     digits = max(4, len(str(len(boxes))))
+    resumed = 0
     for i, (box, band, which) in enumerate(boxes):
         name = f"{args.prefix}{i:0{digits}d}"
         crng = np.random.default_rng([args.seed, 3, i])
-        c = extract(world, box, MARGIN)
         bp = BlobParams.random(crng, args.size)
-        lab = postprocess(seg.proba(c["terrain"], c["height_m"]), bp)
-        core = (slice(MARGIN, MARGIN + args.size),) * 2
-        lab = lab[core]
-        ter, hgt = c["terrain"][core], c["height_m"][core]
-        save_png(out / f"{name}_t.png", ter)
-        save_png(out / f"{name}_h.png", encode_height(hgt, hr))
-        save_png(out / f"{name}_i2.png", PALETTE[lab])
-        if "albedo" in c:
-            save_png(out / f"{name}_albedo.png", c["albedo"][core])
+        files = [out / f"{name}{sfx}" for sfx in ("_t.png", "_h.png", "_i2.png")]
+        if world.albedo is not None:
+            files.append(out / f"{name}_albedo.png")
+        if args.resume and all(f.is_file() for f in files):
+            # Written by an interrupted run of the same command (files are written atomically, and the
+            # crops, the segmentation fit and the blob parameters are all functions of the seed).
+            lab, hgt = read_back(out, name, hr)
+            resumed += 1
+        else:
+            c = extract(world, box, MARGIN)
+            lab = postprocess(seg.proba(c["terrain"], c["height_m"]), bp)
+            core = (slice(MARGIN, MARGIN + args.size),) * 2
+            lab = lab[core]
+            ter, hgt = c["terrain"][core], c["height_m"][core]
+            save_png(out / f"{name}_t.png", ter)
+            save_png(out / f"{name}_h.png", encode_height(hgt, hr))
+            save_png(out / f"{name}_i2.png", PALETTE[lab])
+            if "albedo" in c:
+                save_png(out / f"{name}_albedo.png", c["albedo"][core])
         cnt = np.bincount(lab.ravel(), minlength=NUM_CLASSES)
         counts[which] += cnt
         water_ok.append(((lab == 0) == (hgt <= 0)).mean())
@@ -302,7 +312,9 @@ def build(args) -> dict:
         **info,
         "seed": args.seed,
         "parameters": {
-            k: v for k, v in vars(args).items() if k not in ("out", "overwrite", "quiet") and v is not None
+            k: v
+            for k, v in vars(args).items()
+            if k not in ("out", "overwrite", "quiet", "resume") and v is not None
         },
         "map_shape": [H, W],
         "lat_range": list(world.lat_range),
@@ -310,6 +322,7 @@ def build(args) -> dict:
         "size": args.size,
         "count": len(entries),
         "crop_tries": tries,
+        "resumed_crops": resumed,
         "height_range_m": [float(hr[0]), float(hr[1])],
         "height_encoding": "metres = lo + uint16 / 65535 * (hi - lo), [lo, hi] = height_range_m",
         "cell_size_m": round(dy_m, 2),
@@ -347,6 +360,16 @@ def build(args) -> dict:
         args.quiet,
     )
     return manifest
+
+
+def read_back(out: Path, name: str, hr: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, height in metres) of a crop already on disk."""
+    from terrain_core.labels import labels_from_rgb
+    from training.data.files import read_image
+
+    lab = labels_from_rgb(read_image(out / f"{name}_i2.png")[..., :3], max_mean_distance=None)
+    h16 = read_image(out / f"{name}_h.png").astype(np.float32)
+    return lab, hr[0] + h16 / 65535.0 * (hr[1] - hr[0])
 
 
 def write_manifest(out: Path, manifest: dict) -> Path:
@@ -396,6 +419,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--world-rows", type=int, help="--source procedural: world map rows (default 4 x size)")
     p.add_argument("--prefix", default="", help="prefix of the map names")
     p.add_argument("--overwrite", action="store_true", help="write into a folder that already has a dataset")
+    p.add_argument("--resume", action="store_true",
+                   help="keep crops an interrupted run of the same command already wrote")  # fmt: skip
     p.add_argument("--quiet", action="store_true")
     return p
 
