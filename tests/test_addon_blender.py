@@ -516,3 +516,19 @@ def test_live_mode_resumes_after_loading_a_file(scene, tmp_path):
     finally:
         bpy.context.scene.terrain_gan.live_mode = False
     assert not bpy.app.timers.is_registered(live._tick)
+
+
+def test_live_preview_with_bad_settings_says_why_once(scene):
+    s = scene.terrain_gan
+    s.height_min_m, s.height_max_m = 10.0, 5.0
+    s.live_mode = True
+    try:
+        live._live["debouncer"] = live.Debouncer(0.0)
+        live._live["last_error"] = ""
+        with _ctx():
+            live.tick_for_tests(bpy.context)
+            live.tick_for_tests(bpy.context)
+        assert live.current_job() is None and "max > min" in live.status()
+    finally:
+        s.live_mode = False
+        live._live["last_error"] = ""

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.jobs import Job
 from ..core.live import Debouncer
-from ..core.pipeline import run_generation
+from ..core.pipeline import USER_ERRORS, run_generation
 from .paint import active_map_image
 
 POLL_S = 0.25
@@ -107,7 +107,11 @@ def _step(context):
             _live["job"].cancel()  # stale: the map changed since it started
         from .generate import request_from_scene
 
-        req = request_from_scene(context, resolution=s.live_resolution, mesh_resolution=PREVIEW_MESH)
+        try:
+            req = request_from_scene(context, resolution=s.live_resolution, mesh_resolution=PREVIEW_MESH)
+        except USER_ERRORS as e:  # shown in the panel once, not raised on every poll
+            _live["last_error"] = f"Preview not started: {e}"
+            return POLL_S
         _live["req"] = req
         _live["job"] = Job(partial(run_generation, req), name="live").start()
     return POLL_S
