@@ -147,6 +147,14 @@ class Trainer:
         self.vgg, self.perceptual_source = None, "off"
         self.fm_weight = cfg.fm_weight
         self._setup_perceptual()
+        if self.env.distributed:
+            # Every rank must compute the same loss terms, or the shared all_reduce buffer would differ.
+            kinds = D.all_gather_objects(self.perceptual_source.split(" (")[0], self.env)
+            if len(set(kinds)) > 1:
+                raise RuntimeError(
+                    f"processes disagree on the perceptual loss ({kinds}): some found VGG19 weights and "
+                    "others did not; give every node the same vgg_weights file"
+                )
 
         # Switch and bookkeeping state (all in the checkpoint).
         self.step = 0  # batches consumed (skipped steps included)
@@ -167,16 +175,23 @@ class Trainer:
             self.fm_weight += cfg.fm_fallback_weight
             self.perceptual_source = "feature matching"
             return
-        net, where = None, ""
-        if self.env.is_main or not cfg.vgg_download:
-            net, where = load_vgg19(
-                cfg.vgg_weights or None, allow_download=cfg.vgg_download, progress=self.env.is_main
-            )
-        if self.env.distributed and cfg.vgg_download:
-            # Rank 0 downloads (once, into the cache); the others wait, then read the cache.
+        net, where, error = None, "", None
+        # With several processes and a possible download, rank 0 fetches into the cache first and the
+        # others read it after a barrier; rank 0 reaches the barrier even when loading fails.
+        sync = self.env.distributed and cfg.vgg_download and not cfg.vgg_weights
+        if not sync or self.env.is_main:
+            try:
+                net, where = load_vgg19(
+                    cfg.vgg_weights or None, allow_download=cfg.vgg_download, progress=self.env.is_main
+                )
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the barrier
+                error = e
+        if sync:
             D.barrier(self.env)
             if not self.env.is_main:
-                net, where = load_vgg19(cfg.vgg_weights or None, allow_download=False)
+                net, where = load_vgg19(None, allow_download=False)
+        if error is not None:
+            raise error
         if net is None:
             self.fm_weight += cfg.fm_fallback_weight
             self.perceptual_source = "feature matching (no VGG19 weights)"
