@@ -15,6 +15,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import sys
 import time
 import traceback
@@ -478,4 +479,11 @@ if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
+    import bpy
+
+    if not bpy.app.binary_path:
+        # bpy as a Python module (4.2 at least) can crash in its interpreter-exit teardown after a render,
+        # turning a good run's status into SIGSEGV; every file is written and closed by now, so leave
+        # without the teardown. Inside the Blender binary, exit normally.
+        os._exit(code)
     sys.exit(code)

@@ -120,13 +120,17 @@ def _view3d_override(context) -> dict:
     return dict(window=win)
 
 
+def unified_settings(context):
+    """Where the shared paint colour lives: per paint mode since Blender 5.0, on the tool settings before."""
+    ts = context.scene.tool_settings
+    ups = getattr(ts.image_paint, "unified_paint_settings", None)
+    return ups if ups is not None else ts.unified_paint_settings
+
+
 def set_paint_colour(context, cid: int) -> None:
     rgb = tuple(float(v) / 255.0 for v in PALETTE[cid])
     ip = context.scene.tool_settings.image_paint
-    ups = getattr(ip, "unified_paint_settings", None)  # Blender 5.0+: per paint mode
-    if ups is None:
-        ups = context.scene.tool_settings.unified_paint_settings  # before 5.0: shared
-    ups.color = rgb
+    unified_settings(context).color = rgb
     brush = ip.brush
     if brush is not None and hasattr(brush, "color"):
         brush.color = rgb  # when unified colour is off the brush's own colour is used
