@@ -133,6 +133,7 @@ def test_panels_draw_against_mock_layout(scene):
         "height_max_m",
         "tiling",
         "live_mode",
+        "placement",
     ):
         assert p in props
     assert ("operator", ("terrain.generate",), {"icon": "RNDCURVE"}) in calls
@@ -364,6 +365,8 @@ def test_live_preview_debounces_and_replaces(scene, monkeypatch):
             live.tick_for_tests(bpy.context)  # finished: build it
             prev = bpy.data.objects.get(generate.PREVIEW_NAME)
             assert prev is not None and prev[build.META_KEY]["preview"]
+            plane = s.paint_object.matrix_world.translation
+            assert np.isclose(prev.matrix_world.translation.x - plane.x, 40.0 * 1.1)  # beside, east
             assert len(prev.data.vertices) == live.PREVIEW_MESH**2
             assert live.current_job() is None
             live.tick_for_tests(bpy.context)  # same map: no new job

@@ -117,7 +117,7 @@ def finish(context, req: GenerateRequest, outcome, *, target: str = "", preview:
         use_shaded=bool(s.use_shaded),
         height_min_m=req.height_min_m,
         height_max_m=req.height_max_m,
-        matrix_world=plane.matrix_world.copy() if plane is not None else None,
+        matrix_world=placement_matrix(plane, req.size_m, beside=preview or s.placement == "BESIDE"),
         collection=context.collection if context.collection is not None else None,
         metadata=meta,
         pack=not preview,
@@ -126,6 +126,21 @@ def finish(context, req: GenerateRequest, outcome, *, target: str = "", preview:
     if not preview:
         s.seed = int(req.seed) if req.seed < 2**31 else s.seed
     return ob, timings
+
+
+def placement_matrix(plane, size_m: float, *, beside: bool):
+    """Where the terrain goes: over the paint plane's footprint, or beside it (east, a small gap apart).
+
+    Live previews always go beside, so the plane being painted stays visible.
+    """
+    if plane is None:
+        return None
+    from mathutils import Matrix
+
+    m = plane.matrix_world.copy()
+    if beside:
+        m = m @ Matrix.Translation((size_m * 1.1, 0.0, 0.0))
+    return m
 
 
 def describe_error(e: BaseException) -> str:

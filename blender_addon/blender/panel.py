@@ -82,6 +82,7 @@ class TERRAIN_PT_generate(_Panel, bpy.types.Panel):
         sub.enabled = s.tiling == "ON"
         sub.prop(s, "tile_size")
         layout.prop(s, "mesh_mode", expand=True)
+        layout.prop(s, "placement")
         row = layout.row()
         row.prop(s, "use_shaded")
         row.prop(s, "replace_previous")

@@ -194,6 +194,15 @@ class TERRAIN_PG_settings(bpy.types.PropertyGroup):
         ],
         default="MESH",
     )
+    placement: EnumProperty(
+        name="Place",
+        description="Where the terrain appears",
+        items=[
+            ("OVER", "Over the plane", "On the paint plane's footprint (hide the plane to see it alone)"),
+            ("BESIDE", "Beside the plane", "East of the paint plane, so both stay visible"),
+        ],
+        default="OVER",
+    )
     replace_previous: BoolProperty(
         name="Replace previous",
         description="Replace the last generated terrain of this map instead of adding another object",
