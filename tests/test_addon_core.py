@@ -315,3 +315,29 @@ def test_batch_refuses_old_blender_and_parses_arguments(tmp_path):
         ["--input", "m", "--out", "o", "--seeds", "0-2", "--formats", "png,exr", "--render-size", "64x32"]
     )
     assert ns.seed_list == [0, 1, 2] and ns.format_set == {"png", "exr"} and ns.render_wh == (64, 32)
+
+
+def test_addon_imports_only_what_blender_has():
+    """Blender's Python has numpy but no torch, Pillow, scipy or training code; core/ has no bpy either."""
+    import ast
+
+    allowed_core = {"terrain_core", "numpy"}
+    forbidden = {"torch", "PIL", "scipy", "safetensors", "training", "onnx", "sympy"}
+    inference = {"labels", "config", "noise", "result", "runtime", "export", "exporters", "imageio"}
+    stdlib = set(sys.stdlib_module_names)
+    for path in sorted((ROOT / "blender_addon").rglob("*.py")):
+        rel = path.relative_to(ROOT / "blender_addon").as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in forbidden, f"{rel} imports {name}"
+                if top == "terrain_core" and "." in name:
+                    assert name.split(".")[1] in inference, f"{rel} imports {name} (not shipped)"
+                if rel.startswith("core/"):
+                    assert top in stdlib or top in allowed_core, f"{rel} (pure half) imports {name}"

@@ -82,11 +82,12 @@ class TERRAIN_AddonPreferences(bpy.types.AddonPreferences):
         row.prop(self, "runtime")
         row.prop(self, "device")
         layout.prop(self, "threads")
-        try:
-            import torch  # noqa: F401
+        import importlib.util
 
+        # find_spec, not import: importing torch takes seconds and the preferences redraw often.
+        if importlib.util.find_spec("torch") is not None:
             layout.label(text="PyTorch is importable: the PyTorch runtime is available", icon="CHECKMARK")
-        except ImportError:
+        else:
             layout.label(text="PyTorch is not installed in Blender's Python: ONNX Runtime only", icon="INFO")
 
 
