@@ -312,3 +312,36 @@ def _write_onnx(net: Any, gen: GeneratorConfig, path: Path, meta: dict[str, Any]
 def _times(k: int, dim):
     """``k * dim``; for k = 1 the symbol itself (torch.export wants the root Dim, not a derived one)."""
     return dim if k == 1 else k * dim
+
+
+def install_default(
+    src: str | os.PathLike | tuple, models_dir: str | os.PathLike | None = None
+) -> tuple[Path, Path]:
+    """Copy an exported pair (``src.safetensors`` + ``src.onnx``) in as the built-in default model.
+
+    Both files are checked first (valid exports, the same metadata: one model, not two), then copied to
+    temporary names in ``models_dir`` (default: terrain_core/models) and renamed into place together.
+    Returns the installed (default.safetensors, default.onnx).
+    """
+    import shutil
+
+    from terrain_core.runtime import MODELS_DIR, ModelFileError, read_model_metadata
+
+    st_src, ox_src = _stems(src)
+    meta_st, meta_ox = read_model_metadata(st_src), read_model_metadata(ox_src)
+    if meta_st != meta_ox:
+        raise ModelFileError(f"{st_src} and {ox_src} hold different metadata: they are not one export")
+    dest = Path(models_dir) if models_dir is not None else MODELS_DIR
+    targets = (dest / "default.safetensors", dest / "default.onnx")
+    temps = [_temp_beside(t) for t in targets]
+    try:
+        mode = 0o666 & ~_umask()
+        for s, t in zip((st_src, ox_src), temps, strict=True):
+            shutil.copyfile(s, t)
+            os.chmod(t, mode)
+        for t, final in zip(temps, targets, strict=True):
+            os.replace(t, final)
+    finally:
+        for t in temps:
+            t.unlink(missing_ok=True)
+    return targets

@@ -434,6 +434,29 @@ def test_default_model(caplog):
 
 
 @pytest.mark.slow
+def test_install_default_then_load_none(exported, tmp_path, monkeypatch, caplog):
+    import terrain_core.runtime as rt
+    from terrain_core.export import install_default
+    from terrain_core.runtime import ModelFileError
+
+    st, ox = install_default(exported[0].with_suffix(""), tmp_path)
+    assert (st.name, ox.name) == ("default.safetensors", "default.onnx")
+    assert st.read_bytes() == exported[0].read_bytes() and ox.read_bytes() == exported[1].read_bytes()
+    monkeypatch.setattr(rt, "MODELS_DIR", tmp_path)
+    assert default_model_path() == ox
+    with caplog.at_level(logging.WARNING, logger="terrain_core"):
+        g = TerrainGenerator.load(None)
+    assert g.runtime == "onnxruntime" and g.untrained is False and g.name == "tiny-lively"
+    assert not [r for r in caplog.records if "untrained" in r.getMessage()]
+    # A pair that is not one export is refused, and nothing is replaced.
+    other = tmp_path / "other"
+    export_model(InferenceNet(GEN, SHADOW), other, onnx=False)
+    with pytest.raises(ModelFileError, match="different metadata"):
+        install_default((other.with_suffix(".safetensors"), exported[1]), tmp_path)
+    assert st.read_bytes() == exported[0].read_bytes()
+
+
+@pytest.mark.slow
 def test_onnx_generation_without_torch_pillow_scipy(exported):
     """What the Blender extension has: numpy + onnxruntime. Block the rest and generate."""
     code = (
