@@ -43,18 +43,31 @@ def _series(rows: list[dict], key: str, smooth: int) -> tuple[np.ndarray, np.nda
 
 
 def plot(rows: list[dict], out: Path, smooth: int = 5, title: str = "") -> Path:
+    """The loss panels of a run's stats rows as one PNG."""
+    panels = []
+    for name, keys, log in PANELS:
+        series = {k: _series(rows, k, smooth) for k in keys}
+        panels.append((name, {k: v for k, v in series.items() if v[0].size}, log))
+    return plot_panels(panels, out, title)
+
+
+def plot_panels(
+    panels: list[tuple[str, dict[str, tuple[np.ndarray, np.ndarray]], bool]], out: Path, title: str = ""
+) -> Path:
+    """Line panels, two per row: (title, {label: (x, y)}, log_y) each."""
     from PIL import Image, ImageDraw
 
     pw, ph, margin = 560, 230, 56
-    img = Image.new("RGB", (2 * pw, 2 * ph + 30), "white")
+    rows_n = (len(panels) + 1) // 2
+    img = Image.new("RGB", (2 * pw, rows_n * ph + 30), "white")
     draw = ImageDraw.Draw(img)
     if title:
         draw.text((10, 8), title, fill="black")
-    for i, (name, keys, log) in enumerate(PANELS):
+    for i, (name, data, log) in enumerate(panels):
         ox, oy = (i % 2) * pw, 30 + (i // 2) * ph
         x0, y0, x1, y1 = ox + margin, oy + 22, ox + pw - 12, oy + ph - 28
         draw.text((ox + margin, oy + 4), name, fill="black")
-        series = [(k, *_series(rows, k, smooth)) for k in keys]
+        series = [(k, np.asarray(x, np.float64), np.asarray(y, np.float64)) for k, (x, y) in data.items()]
         series = [s for s in series if s[1].size]
         draw.rectangle((x0, y0, x1, y1), outline=(160, 160, 160))
         if not series:
@@ -91,7 +104,9 @@ def plot(rows: list[dict], out: Path, smooth: int = 5, title: str = "") -> Path:
             colour = COLOURS[j % len(COLOURS)]
             if len(pts) > 1:
                 draw.line(pts, fill=colour, width=2)
-            draw.text((x1 - 110, y0 + 4 + 12 * j), key, fill=colour)
+            for p in pts if len(pts) < 12 else ():
+                draw.ellipse((p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3), fill=colour)
+            draw.text((x1 - 150, y0 + 4 + 12 * j), key, fill=colour)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     img.save(out)
