@@ -41,6 +41,15 @@ class GeneratorConfig:
     scaled_sum_stages: tuple[int, ...] = ()  # stages using it (v1.2: every stage at >= 8 and <= 64 px)
     noise: bool = True  # StyleGAN-style noise injection at the start of every residual block
     output_mode: str = "residual"  # one of OUTPUT_MODES
+    # Shortcut of blocks whose channel count changes: "spade" (SPADE norm + 1x1 conv, the original in every
+    # version), "modconv" (a modulated 1x1 conv), or "" = "spade" for conv_type spade, else "modconv".
+    shortcut: str = ""
+    # Demodulation of modulated convs: the original divides by sqrt(sum w^2 * H * W + sum_{H,W,C} s^2),
+    # which makes the output scale as 1/sqrt(H * W), so a model trained on 256 px crops came out flat at
+    # 1024 px and tiles did not match the whole map. We use the per-pixel mean of the style term times a
+    # fixed area: the feature size at this input size (identical to the original at this size). 0 = the
+    # original's size-dependent formula.
+    demod_ref_size: int = 256
     out_channels: int = 4  # Lab texture (3) + height (1)
     leaky_slope: float = 0.2
 
@@ -57,6 +66,10 @@ class GeneratorConfig:
             bad = [s for s in getattr(self, name) if not 0 <= s < len(self.stage_channels)]
             if bad:
                 raise ValueError(f"{name} has stage indices {bad} outside 0..{len(self.stage_channels) - 1}")
+        if self.shortcut not in ("", "spade", "modconv"):
+            raise ValueError(f"shortcut must be '', 'spade' or 'modconv', got {self.shortcut!r}")
+        if self.demod_ref_size < 0:
+            raise ValueError(f"demod_ref_size must be >= 0, got {self.demod_ref_size}")
         if self.attention_kernel < 1 or self.attention_kernel % 2 == 0:
             raise ValueError(f"attention_kernel must be odd and positive, got {self.attention_kernel}")
         if self.attention_stages and self.conv_type != "modconv":
@@ -114,8 +127,6 @@ class ModelConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
 
 
-_V12_SCALED = (1, 2, 3)  # at 256x256 inputs: 16, 32, 64 px (the original: sizes 8..64; stage 0 is 8 px)
-
 PRESETS: dict[str, GeneratorConfig] = {
     "seed-1.0": GeneratorConfig(
         stage_channels=(768, 768, 384, 192, 96, 48), conv_type="spade", noise=True
@@ -127,7 +138,7 @@ PRESETS: dict[str, GeneratorConfig] = {
         attention_stages=(2, 3),
         attention_kernel=9,
         scaled_sum=True,
-        scaled_sum_stages=(0,) + _V12_SCALED,
+        scaled_sum_stages=(0, 1, 2, 3),  # at 256x256 inputs: 8, 16, 32, 64 px (the original's sizes)
     ),
     # Sized for CPU training and ~0.1-0.3 s per 512x512 map through ONNX Runtime on 2 cores.
     "small": GeneratorConfig(stage_channels=(96, 96, 64, 32, 16, 16), conv_type="modconv"),

@@ -114,9 +114,8 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = cfg
         n_st = len(cfg.stage_channels)
-        # Not yet config fields (proposed to the lead); read with defaults so that adding them just works.
-        shortcut = getattr(cfg, "shortcut", None) or ("spade" if cfg.conv_type == "spade" else "modconv")
-        ref = int(getattr(cfg, "demod_ref_size", 0) or 0)
+        shortcut = cfg.shortcut or ("spade" if cfg.conv_type == "spade" else "modconv")
+        ref = cfg.demod_ref_size
         slope = cfg.leaky_slope
         self.dense = conv2d(cfg.z_dim, cfg.stage_channels[0], 1)  # a dense layer, as a 1x1 conv on [N,z,1,1]
         self.stages = nn.ModuleList()

@@ -222,7 +222,11 @@ def segmap_style(seg_feat: torch.Tensor, feat_mod: torch.Tensor) -> torch.Tensor
     seg_feat [N, C, H, W] (3x3 conv of the resized segmap, pre-ReLU), feat_mod [N, C, H, W] (1x1 conv of
     the features) -> s [N, C, H, W], every pixel's s summing to 1 over channels.
     """
-    return torch.softmax(F.relu(seg_feat) * (feat_mod + 1.0), dim=1)
+    logits = F.relu(seg_feat) * (feat_mod + 1.0)
+    # softmax over channels written out: ONNX Runtime's Softmax over a non-last axis transposes and took
+    # ~half of the generator's time; this form is the same maths and ~1.7x faster end to end there.
+    e = torch.exp(logits - logits.amax(dim=1, keepdim=True))
+    return e / e.sum(dim=1, keepdim=True)
 
 
 def modulated_conv2d(
@@ -238,14 +242,18 @@ def modulated_conv2d(
     (the second sum runs over the *style*, not over the modulated weights: the original's formula, which
     is not StyleGAN2's). Because d is constant over space for each (sample, output channel), dividing the
     output equals convolving with per-sample demodulated kernels, and needs no grouped conv.
-    ``area`` replaces H * W when given (a fixed reference area; see the generator), because with the
-    actual H * W the output scales as 1 / sqrt(H * W) and so depends on the input size.
+    ``area`` given (a fixed reference area; see the generator): both H * W and the style sum over H, W are
+    replaced by ``area`` times per-pixel means, because with the actual size the output scales as
+    1 / sqrt(H * W) and so depends on the input size (and tiles would not match the whole map). At
+    H * W == area the two formulas are identical.
     """
     k = weight.shape[-1]
+    w_sq = weight.pow(2).sum(dim=(1, 2, 3))  # [Cout]
     if area is None:
         area = x.shape[2] * x.shape[3]
-    w_sq = weight.pow(2).sum(dim=(1, 2, 3))  # [Cout]
-    s_sq = s.pow(2).sum(dim=(1, 2, 3))  # [N]
+        s_sq = s.pow(2).sum(dim=(1, 2, 3))  # [N]
+    else:
+        s_sq = s.pow(2).sum(dim=1).mean(dim=(1, 2)) * area  # [N]
     d = torch.sqrt(w_sq[None, :] * area + s_sq[:, None] + 1e-8)  # [N, Cout]
     y = F.conv2d(symmetric_pad(x * (1.0 + s), k // 2), weight)  # [N, Cout, H, W]
     return y / d[:, :, None, None]
