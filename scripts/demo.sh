@@ -5,4 +5,4 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/env.sh"
 cd "$root"
-exec .venv/bin/python blender_addon/batch.py -- --input examples --out out/demo --render --contact-sheet "$@"
+exec .venv/bin/python blender_addon/batch.py -- --input examples --out out/demo --formats blend,obj,glb,png,exr --render --show-map --contact-sheet "$@"
