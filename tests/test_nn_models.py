@@ -267,5 +267,5 @@ def test_onnx_export_dynamic_shapes_matches_torch(tmp_path):
         got = sess.run(None, {k: v.numpy() for k, v in zip(names, [onehot, z, *noises], strict=True)})
         for a, g in zip(want, got, strict=True):
             assert g.shape == tuple(a.shape)
-            np.testing.assert_allclose(g, a.numpy(), atol=1e-4, rtol=0)
+            np.testing.assert_allclose(g, a.numpy(), atol=5e-4, rtol=0)  # float32 through Lab->sRGB gamma
         assert float(want[1].std()) > 1e-3  # the comparison is not between two constant images
