@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads for torch and ONNX Runtime (default 1: the machine is shared)",
     )
     p.add_argument("--repeats", type=int, default=None, help="override every section's repeat count")
+    p.add_argument(
+        "--export-all", action="store_true", help="generator_efficiency: export every preset to ONNX (slow)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failing sections")
     return p
 
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         smoke=args.smoke,
         threads=args.threads,
         repeats=args.repeats,
+        export_all=args.export_all,
         verbose=args.verbose,
     )
     started = _dt.datetime.now(_dt.UTC)

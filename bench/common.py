@@ -40,6 +40,7 @@ class Options:
     threads: int = 1
     repeats: int | None = None  # overrides every section's own repeat count
     verbose: bool = False
+    export_all: bool = False  # export every preset to ONNX for generator_efficiency (slow)
 
     def reps(self, full: int, quick: int | None = None) -> int:
         """Repeats for a measurement: ``full`` normally, fewer in quick mode, 2 in smoke mode."""

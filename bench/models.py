@@ -49,6 +49,8 @@ def preset_files(preset: str, *, onnx: bool = True) -> tuple[Path, Path | None]:
     st, ox = d / f"{preset}.safetensors", d / f"{preset}.onnx"
     if st.is_file() and (ox.is_file() or not onnx):
         return st, (ox if onnx else None)
+    if st.is_file() and not onnx:
+        return st, None
     d.mkdir(parents=True, exist_ok=True)
     gen = get_preset(preset)
     with torch.random.fork_rng(devices=[]):
@@ -76,3 +78,9 @@ def default_files() -> tuple[Path, Path, str]:
         return shipped_st, shipped_ox, "shipped default model"
     st, ox = preset_files(runtime.UNTRAINED_PRESET)
     return st, ox, f"untrained '{runtime.UNTRAINED_PRESET}' preset (no default model shipped yet)"
+
+
+def cached_onnx(preset: str) -> bool:
+    """True when an ONNX export of the preset for the current source is in the cache."""
+    d = CACHE / f"{preset}-{_source_digest()}"
+    return (d / f"{preset}.onnx").is_file() and (d / f"{preset}.safetensors").is_file()
