@@ -79,7 +79,12 @@ def desert_lakes() -> np.ndarray:
     return m
 
 
-MAPS = {"island": island, "river_valley": river_valley, "mountain_range": mountain_range, "desert_lakes": desert_lakes}
+MAPS = {
+    "island": island,
+    "river_valley": river_valley,
+    "mountain_range": mountain_range,
+    "desert_lakes": desert_lakes,
+}
 
 if __name__ == "__main__":
     out = Path(__file__).resolve().parent

@@ -19,7 +19,7 @@ class GeneratorInputs:
     z: np.ndarray  # [N, z_dim] float32, U[0, 1)
     noises: tuple[np.ndarray, ...]  # per residual block: [N, 1, H/f, W/f] float32, N(0, 1)
 
-    def crop(self, y0: int, x0: int, h: int, w: int, downsample: int, scales: list[int]) -> "GeneratorInputs":
+    def crop(self, y0: int, x0: int, h: int, w: int, downsample: int, scales: list[int]) -> GeneratorInputs:
         """The inputs of the canvas window [y0:y0+h, x0:x0+w] (all multiples of ``downsample``)."""
         if any(v % downsample for v in (y0, x0, h, w)):
             raise ValueError(f"tile window {(y0, x0, h, w)} must be multiples of {downsample}")
@@ -29,7 +29,9 @@ class GeneratorInputs:
         return GeneratorInputs(self.z, tuple(out))
 
 
-def draw_inputs(config: GeneratorConfig, height: int, width: int, seed: int, batch: int = 1) -> GeneratorInputs:
+def draw_inputs(
+    config: GeneratorConfig, height: int, width: int, seed: int, batch: int = 1
+) -> GeneratorInputs:
     """z and the noise maps for a canvas of ``height`` x ``width`` (multiples of config.downsample)."""
     ds = config.downsample
     if height % ds or width % ds:

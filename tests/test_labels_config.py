@@ -39,7 +39,8 @@ def test_palette_is_the_originals_in_order():
 
 def _original_rule(rgb: np.ndarray) -> np.ndarray:
     # The original's rule, written the slow obvious way: argmin of the Euclidean RGB distance.
-    d = np.linalg.norm(rgb[:, :, None, :].astype(np.float64) - np.array(ORIGINAL_PALETTE)[None, None], axis=-1)
+    diff = rgb[:, :, None, :].astype(np.float64) - np.array(ORIGINAL_PALETTE)[None, None]
+    d = np.linalg.norm(diff, axis=-1)
     return d.argmin(-1)
 
 

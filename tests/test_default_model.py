@@ -1,0 +1,41 @@
+"""The shipped default model: loads on both runtimes with its provenance, and passes the semantic checks
+any user would make (training/sanity.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from terrain_core.runtime import MODELS_DIR, TerrainGenerator
+from training.sanity import lake_forest_mountains, semantic_checks
+
+ONNX = MODELS_DIR / "default.onnx"
+ST = MODELS_DIR / "default.safetensors"
+shipped = pytest.mark.skipif(not ONNX.is_file(), reason="no trained default model in terrain_core/models yet")
+
+
+def test_sanity_map_has_lake_forest_and_mountains_in_rings():
+    m = lake_forest_mountains(64)
+    assert m[32, 32] == 0 and m[32, 12] == 2 and m[0, 0] == 5
+    assert set(np.unique(m)) == {0, 2, 5}
+
+
+@shipped
+def test_default_is_trained_with_provenance_and_both_files_agree():
+    onnx = TerrainGenerator.load(None)
+    assert onnx.runtime == "onnx" and not onnx.untrained
+    prov = onnx.info["provenance"]
+    assert prov.get("data") and prov.get("steps", 0) > 0 and prov.get("preset")
+    torch_gen = TerrainGenerator.load(ST)
+    labels = lake_forest_mountains(96)
+    a, b = onnx.generate(labels, seed=4), torch_gen.generate(labels, seed=4)
+    assert np.abs(a.height - b.height).max() < 1e-3
+    assert np.abs(a.texture - b.texture).max() < 2e-3
+
+
+@shipped
+@pytest.mark.slow
+def test_default_passes_the_semantic_checks():
+    rep = semantic_checks(TerrainGenerator.load(None), size=192)
+    failed = [k for k, ok in rep["checks"].items() if not ok]
+    assert not failed, (failed, rep)
