@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
     )
     started = _dt.datetime.now(_dt.UTC)
+    machine = machine_info()  # before the run: its load average is the starting one
     mode = "smoke" if opts.smoke else "quick" if opts.quick else "full"
     print(f"terrain-gan benchmark ({mode}, {args.threads} thread(s)): {', '.join(names)}", flush=True)
     results: dict[str, dict] = {}
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             "mode": mode,
             "threads": args.threads,
             "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "machine": machine_info(),
+            "machine": machine,
             "sections": results,
         }
         out = Path(args.json)
