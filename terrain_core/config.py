@@ -42,8 +42,10 @@ class GeneratorConfig:
     noise: bool = True  # StyleGAN-style noise injection at the start of every residual block
     output_mode: str = "residual"  # one of OUTPUT_MODES
     # Shortcut of blocks whose channel count changes: "spade" (SPADE norm + 1x1 conv, the original in every
-    # version), "modconv" (a modulated 1x1 conv), or "" = "spade" for conv_type spade, else "modconv".
-    shortcut: str = ""
+    # version) or "modconv" (a modulated 1x1 conv). Keep "spade" with modulated convs: their demodulation
+    # makes each conv's output about 1/sqrt(area) of its input whatever the weights, and the shortcut's
+    # instance norm is what brings the segmentation-driven signal back to unit scale.
+    shortcut: str = "spade"
     # Demodulation of modulated convs: the original divides by sqrt(sum w^2 * H * W + sum_{H,W,C} s^2),
     # which makes the output scale as 1/sqrt(H * W), so a model trained on 256 px crops came out flat at
     # 1024 px and tiles did not match the whole map. We use the per-pixel mean of the style term times a
@@ -66,8 +68,8 @@ class GeneratorConfig:
             bad = [s for s in getattr(self, name) if not 0 <= s < len(self.stage_channels)]
             if bad:
                 raise ValueError(f"{name} has stage indices {bad} outside 0..{len(self.stage_channels) - 1}")
-        if self.shortcut not in ("", "spade", "modconv"):
-            raise ValueError(f"shortcut must be '', 'spade' or 'modconv', got {self.shortcut!r}")
+        if self.shortcut not in ("spade", "modconv"):
+            raise ValueError(f"shortcut must be 'spade' or 'modconv', got {self.shortcut!r}")
         if self.demod_ref_size < 0:
             raise ValueError(f"demod_ref_size must be >= 0, got {self.demod_ref_size}")
         if self.attention_kernel < 1 or self.attention_kernel % 2 == 0:

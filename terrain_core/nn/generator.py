@@ -114,7 +114,7 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = cfg
         n_st = len(cfg.stage_channels)
-        shortcut = cfg.shortcut or ("spade" if cfg.conv_type == "spade" else "modconv")
+        shortcut = cfg.shortcut
         ref = cfg.demod_ref_size
         slope = cfg.leaky_slope
         self.dense = conv2d(cfg.z_dim, cfg.stage_channels[0], 1)  # a dense layer, as a 1x1 conv on [N,z,1,1]
