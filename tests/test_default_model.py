@@ -23,7 +23,7 @@ def test_sanity_map_has_lake_forest_and_mountains_in_rings():
 @shipped
 def test_default_is_trained_with_provenance_and_both_files_agree():
     onnx = TerrainGenerator.load(None)
-    assert onnx.runtime == "onnx" and not onnx.untrained
+    assert onnx.runtime == "onnxruntime" and not onnx.untrained
     prov = onnx.info["provenance"]
     assert prov.get("data") and prov.get("steps", 0) > 0 and prov.get("preset")
     torch_gen = TerrainGenerator.load(ST)

@@ -1,0 +1,38 @@
+"""training.ship: evaluation figures written into both model files' provenance without re-export."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from terrain_core.config import ShadowConfig, preset  # noqa: E402
+from terrain_core.export import export_model  # noqa: E402
+from terrain_core.nn.inference import InferenceNet  # noqa: E402
+from terrain_core.runtime import TerrainGenerator, read_model_metadata  # noqa: E402
+from training.sanity import semantic_checks  # noqa: E402
+from training.ship import headline, update_provenance  # noqa: E402
+
+
+@pytest.mark.slow
+def test_update_provenance_rewrites_both_files_and_they_still_load(tmp_path):
+    torch.manual_seed(0)
+    net = InferenceNet(preset("tiny"), ShadowConfig()).eval()
+    stem = tmp_path / "model"
+    export_model(net, stem, metadata={"provenance": {"preset": "tiny", "steps": 3}})
+    before = TerrainGenerator.load(stem.with_suffix(".onnx"))
+    sanity = semantic_checks(before, size=96, seeds=(0, 1))
+    ev = {"split": "val", "maps": 2, "segmentation": {"miou": 0.5, "per_class": [0.1]}}
+    extra = {"evaluation": headline(ev, sanity)}
+    update_provenance(stem, extra)
+    for suffix in (".safetensors", ".onnx"):
+        meta = read_model_metadata(stem.with_suffix(suffix))
+        prov = meta["provenance"]
+        assert prov["preset"] == "tiny" and prov["steps"] == 3  # kept
+        assert prov["evaluation"]["segmentation"] == {"miou": 0.5}  # lists are left in the full report
+        assert set(prov["evaluation"]["sanity"]) == set(sanity["checks"])
+        after = TerrainGenerator.load(stem.with_suffix(suffix))
+        lab = before.generate(__import__("numpy").zeros((32, 32), "uint8"), seed=1)
+        got = after.generate(lab.labels, seed=1)
+        assert abs(got.height - lab.height).max() < 1e-3  # same weights
+    assert not list(tmp_path.glob(".model*"))  # no temporary files left

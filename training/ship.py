@@ -1,0 +1,107 @@
+"""Ship a training run as the built-in default model: export, evaluate, record, install.
+
+    python -m training.ship --run RUN_DIR --data DATA_DIR [--checkpoint CKPT] [--max-maps N] [--no-install]
+
+1. exports the run's EMA generator + shadow generator (RUN_DIR/export/model.{safetensors,onnx}),
+2. evaluates it on the data's validation split (training.evaluate) and runs the semantic checks
+   (training.sanity), writing RUN_DIR/export/evaluation.json,
+3. writes the headline figures into both files' provenance metadata (no re-export: the safetensors header
+   and the ONNX metadata_props are rewritten, atomically), and
+4. installs the pair as terrain_core/models/default.* (terrain_core.export.install_default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from terrain_core.export import METADATA_KEY, install_default
+
+
+def headline(evaluation: dict[str, Any], sanity: dict[str, Any]) -> dict[str, Any]:
+    """The few figures worth carrying inside the model file (the full report stays beside it)."""
+    out: dict[str, Any] = {"split": evaluation.get("split"), "maps": evaluation.get("maps")}
+    for key in ("segmentation", "shadow_leak", "height", "diversity"):
+        sec = evaluation.get(key)
+        if isinstance(sec, dict):
+            out[key] = {k: v for k, v in sec.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    out["sanity"] = {k: bool(v) for k, v in sanity["checks"].items()}
+    return out
+
+
+def _replace_atomically(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def update_provenance(stem: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``extra`` into the provenance of ``stem``.safetensors and ``stem``.onnx; returns the metadata."""
+    import onnx
+    from safetensors.numpy import load_file, save_file
+
+    from terrain_core.runtime import read_model_metadata
+
+    st, ox = stem.with_suffix(".safetensors"), stem.with_suffix(".onnx")
+    meta = read_model_metadata(st)
+    meta.setdefault("provenance", {}).update(extra)
+    text = json.dumps(meta, allow_nan=False)
+    tensors = load_file(str(st))
+    _replace_atomically(st, lambda p: save_file(tensors, str(p), metadata={METADATA_KEY: text}))
+    proto = onnx.load(str(ox))
+    for entry in proto.metadata_props:
+        if entry.key == METADATA_KEY:
+            entry.value = text
+    _replace_atomically(ox, lambda p: onnx.save(proto, str(p)))
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.ship", description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, help="training run folder")
+    p.add_argument("--data", required=True, help="its dataset folder (the validation split is evaluated)")
+    p.add_argument("--checkpoint", help="checkpoint to ship (default RUN/latest.pt)")
+    p.add_argument("--max-maps", type=int, default=64, help="validation maps to evaluate")
+    p.add_argument("--size", type=int, default=256, help="evaluation crop side (at most the maps' size)")
+    p.add_argument("--no-export", action="store_true", help="use RUN/export/model.* as they are")
+    p.add_argument("--no-install", action="store_true", help="stop before installing as the default")
+    a = p.parse_args(argv)
+    run, data = Path(a.run), Path(a.data)
+    stem = run / "export" / "model"
+    if not a.no_export:
+        from training.train import main as train_main
+
+        args = ["--out", str(run), "--data", str(data), "--export-only"]
+        if a.checkpoint:
+            args += ["--checkpoint", a.checkpoint]
+        if train_main(args) != 0:
+            return 1
+    from terrain_core.runtime import TerrainGenerator
+    from training.evaluate import evaluate
+    from training.sanity import semantic_checks
+
+    ev = evaluate(str(stem.with_suffix(".onnx")), str(data), split="val", size=a.size, max_maps=a.max_maps)
+    sanity = semantic_checks(TerrainGenerator.load(stem.with_suffix(".onnx")), size=max(a.size, 96))
+    report = {"evaluation": ev, "sanity": sanity}
+    (run / "export" / "evaluation.json").write_text(json.dumps(report, indent=1, default=float))
+    update_provenance(stem, {"evaluation": headline(ev, sanity)})
+    print(json.dumps(headline(ev, sanity), indent=1, default=float))
+    if not a.no_install:
+        paths = install_default(stem)
+        print("installed " + ", ".join(str(x) for x in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
