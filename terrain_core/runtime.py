@@ -422,7 +422,8 @@ def tile_layout(n: int, tile: int, overlap: int, align: int) -> tuple[int, list[
         return n, [0]
     count = math.ceil((n - overlap) / (tile - overlap))
     length = min(tile, max(2 * align, -(-(n + (count - 1) * overlap) // (count * align)) * align))
-    length = max(length, min(tile, 2 * overlap))  # overlap may use at most half a tile
+    # The overlap may use at most half a tile; rounded up to ``align`` (tile is a multiple of it).
+    length = max(length, min(tile, -(-2 * overlap // align) * align))
     return length, tile_starts(n, length, overlap, align)
 
 
