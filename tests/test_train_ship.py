@@ -21,7 +21,7 @@ def test_update_provenance_rewrites_both_files_and_they_still_load(tmp_path):
     stem = tmp_path / "model"
     export_model(net, stem, metadata={"provenance": {"preset": "tiny", "steps": 3}})
     before = TerrainGenerator.load(stem.with_suffix(".onnx"))
-    sanity = semantic_checks(before, size=96, seeds=(0, 1))
+    sanity = semantic_checks(before, size=128, seeds=(0, 1))
     ev = {"split": "val", "maps": 2, "segmentation": {"miou": 0.5, "per_class": [0.1]}}
     extra = {"evaluation": headline(ev, sanity)}
     update_provenance(stem, extra)

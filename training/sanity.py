@@ -43,6 +43,8 @@ def _roughness(h_m: np.ndarray, mask: np.ndarray) -> float:
 
 
 def semantic_checks(gen: TerrainGenerator, size: int = 256, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
+    if size < 128:
+        raise ValueError(f"size must be at least 128 (a forest ring wide enough to measure), got {size}")
     labels = lake_forest_mountains(size)
     # Compare regions at least 8 px from class borders, where the generator blends neighbouring classes.
     ids = {n: class_by_name(n).id for n in ("water", "forest", "mountains")}

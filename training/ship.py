@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.sanity import semantic_checks
 
     ev = evaluate(str(stem.with_suffix(".onnx")), str(data), split="val", size=a.size, max_maps=a.max_maps)
-    sanity = semantic_checks(TerrainGenerator.load(stem.with_suffix(".onnx")), size=max(a.size, 96))
+    sanity = semantic_checks(TerrainGenerator.load(stem.with_suffix(".onnx")), size=max(a.size, 192))
     report = {"evaluation": ev, "sanity": sanity}
     (run / "export" / "evaluation.json").write_text(json.dumps(report, indent=1, default=float))
     update_provenance(stem, {"evaluation": headline(ev, sanity)})
