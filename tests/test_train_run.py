@@ -270,3 +270,49 @@ def test_resume_forgets_stats_logged_after_the_checkpoint(tmp_path):
     path.write_text("".join(json.dumps({"step": s, "d_total": 1.0}) + "\n" for s in (1, 2, 3, 4, 5)))
     drop_stats_after(path, 3)
     assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_warm_start_loads_matching_tensors_and_keeps_the_rest_fresh(full_run, tiny_data, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from training.nets import TrainGenerator, warm_start
+
+    model = full_run / "export" / "model.safetensors"
+    saved = load_file(str(model))
+    # Another shortcut branch width: those tensors cannot come from the file, everything else can.
+    cfg = load_config("tiny", ["generator.spade_hidden=4"])
+    torch.manual_seed(1)
+    net = TrainGenerator(cfg.generator_config(), cfg.shadow_config())
+    ema = TrainGenerator(cfg.generator_config(), cfg.shadow_config())
+    ws = warm_start(net, str(model), ema)
+    assert ws.loaded and ws.fresh and set(ws.fresh) == set(ws.unused)
+    assert all("short_norm" in k for k in ws.fresh)
+    for module in (net, ema):
+        state = module.state_dict()
+        for k in ws.loaded:
+            assert torch.equal(state[k], saved[k]), k
+        for k in ws.fresh:
+            assert state[k].shape != saved[k].shape
+    assert "kept fresh" in ws.summary()
+
+    with pytest.raises(ValueError, match=r"not a \.safetensors model file; use model\.safetensors"):
+        warm_start(net, str(full_run / "export" / "model.onnx"))
+    with pytest.raises(ValueError, match="does not exist"):
+        warm_start(net, str(tmp_path / "none.safetensors"))
+    other = tmp_path / "other.safetensors"
+    save_file({"something.else": torch.zeros(3)}, str(other))
+    with pytest.raises(ValueError, match="no terrain_core metadata"):
+        warm_start(net, str(other))
+    with pytest.raises(ValueError, match="no generator or shadow tensor"):
+        warm_start(torch.nn.Linear(2, 2), str(model))
+
+    # Through the trainer: the run logs what it loaded; a bad file is a clear error, exit 2.
+    out = tmp_path / "warm"
+    args = ["--config", "tiny", "--data", str(tiny_data), "--out", str(out), "--max-steps", "1", *FAST]
+    args += ["--set", "export=false", "--set", f"init_from={model}"]
+    assert train_main(args) == 0
+    assert "warm start from" in capsys.readouterr().out
+    assert 'init_from = "' in (out / "config.toml").read_text()
+    bad = [*args[:5], str(tmp_path / "warm2"), *args[6:-1], f"init_from={other}"]
+    assert train_main(bad) == 2
+    assert "no terrain_core metadata" in capsys.readouterr().err

@@ -90,3 +90,64 @@ class TrainGenerator(nn.Module):
         """(texture RGB 0..1, height -1..1, shaded RGB 0..1), as InferenceNet returns them."""
         s = self.shadow(self.generator(onehot, z, noises))
         return lab_to_rgb(s["texture_lab"]), s["height"], lab_to_rgb(s["shaded_lab"])
+
+
+@dataclass
+class WarmStart:
+    """What :func:`warm_start` did: names loaded, names kept fresh (absent or another shape), file names unused."""
+
+    loaded: list[str]
+    fresh: list[str]
+    unused: list[str]
+
+    def summary(self) -> str:
+        def few(xs: list[str]) -> str:
+            return ", ".join(xs[:4]) + (f" (+{len(xs) - 4} more)" if len(xs) > 4 else "")
+
+        s = f"{len(self.loaded)} tensors loaded"
+        if self.fresh:
+            s += f"; {len(self.fresh)} kept fresh (absent or another shape in the file): {few(self.fresh)}"
+        if self.unused:
+            s += f"; {len(self.unused)} in the file unused: {few(self.unused)}"
+        return s
+
+
+def warm_start(net: nn.Module, path: str, *extra: nn.Module) -> WarmStart:
+    """Initialise ``net`` (a TrainGenerator; also each module in ``extra``, e.g. its EMA copy) from a model
+    file wherever tensor names and shapes match; everything else keeps its initialisation.
+
+    Only ``.safetensors`` files are read (no pickle: loading a model never executes code). Raises
+    ``ValueError`` saying what is wrong: a missing file, another format, or no tensor in common.
+    """
+    from pathlib import Path
+
+    from terrain_core.runtime import ModelFileError, read_safetensors_header
+
+    p = Path(path)
+    if p.suffix.lower() != ".safetensors":
+        hint = f"; use {p.with_suffix('.safetensors').name} beside it" if p.suffix.lower() == ".onnx" else ""
+        raise ValueError(f"init_from: {path} is not a .safetensors model file{hint}")
+    if not p.is_file():
+        raise ValueError(f"init_from: {path} does not exist")
+    try:
+        _, header = read_safetensors_header(p)
+    except ModelFileError as e:
+        raise ValueError(f"init_from: {e}") from None
+    own = net.state_dict()
+    take = sorted(k for k in own if k in header and tuple(own[k].shape) == header[k][1])
+    if not take:
+        raise ValueError(
+            f"init_from: {path} has no generator or shadow tensor of this model's names and shapes "
+            "(is it a terrain model file?)"
+        )
+    from safetensors import safe_open
+
+    with safe_open(str(p), framework="pt") as f:
+        values = {k: f.get_tensor(k) for k in take}
+    for module in (net, *extra):
+        module.load_state_dict(values, strict=False)
+    return WarmStart(
+        loaded=take,
+        fresh=sorted(k for k in own if k not in values),
+        unused=sorted(k for k in header if k not in values),
+    )

@@ -50,7 +50,7 @@ from training.losses import (
     weighted_total,
 )
 from training.manifest import read_manifest, split_names
-from training.nets import TrainGenerator, draw_flips
+from training.nets import TrainGenerator, draw_flips, warm_start
 from training.train_config import ConfigError, TrainConfig, config_to_toml, load_config
 from training.vgg import load_vgg19, perceptual_l1
 
@@ -694,6 +694,12 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log) -> dict[
         log(f"resumed from {latest} at step {trainer.step}")
         if env.is_main:
             drop_stats_after(run_dir / "stats.jsonl", trainer.step)
+    elif cfg.init_from:
+        try:
+            ws = warm_start(trainer.gen, cfg.init_from, *([trainer.ema] if trainer.ema is not None else []))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        log(f"warm start from {cfg.init_from}: {ws.summary()}")
     if env.is_main:
         (run_dir / "config.toml").write_text(config_to_toml(cfg))
     log(

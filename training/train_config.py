@@ -86,6 +86,12 @@ class TrainConfig:
     r1_gamma: float = 0.0  # R1 penalty on real data (gamma/2 * E|grad D(real)|^2); 0 = off
     r1_every: int = 16  # lazy R1: every this many steps, scaled up by the same factor
 
+    # --- warm start ----------------------------------------------------------------------------------
+    # A model file (.safetensors, e.g. terrain_core/models/default.safetensors) whose generator and shadow
+    # weights initialise this run's G (and its EMA copy) wherever names and shapes match; the rest keeps
+    # its fresh initialisation (say, a changed shortcut branch). D always starts fresh. Ignored on resume.
+    init_from: str = ""
+
     # --- dynamic D:G ratio ---------------------------------------------------------------------------
     dynamic_ratio: bool = True  # False: G trains every step
     d_loss_upper: float = 2.0  # G off when the last (all-process mean) D loss is >= this
