@@ -386,7 +386,14 @@ def process_one(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dic
     if "blend" in ns.format_set:
         t = time.perf_counter()
         p = out_dir / "terrain.blend"
-        bpy.ops.wm.save_as_mainfile(filepath=str(p), compress=True, copy=True)
+        # Saved under a new name and renamed: Blender would keep a terrain.blend1 backup of an earlier
+        # run's file, and an interrupted save would leave a half-written terrain.blend.
+        tmp = out_dir / f".terrain.{os.getpid()}.blend"
+        try:
+            bpy.ops.wm.save_as_mainfile(filepath=str(tmp), compress=True, copy=True)
+            os.replace(tmp, p)
+        finally:
+            tmp.unlink(missing_ok=True)
         files["terrain.blend"] = p
         timings["write_blend"] = time.perf_counter() - t
     meta = {

@@ -115,3 +115,21 @@ def test_batch_rejects_bad_arguments(tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and "unknown format" in r.stderr
+
+
+def test_a_second_run_into_the_same_folder_replaces_the_blend_without_backups(tmp_path):
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    write_png(maps / "flat.png", PALETTE[np.full((16, 16), 1, np.uint8)])
+    out = tmp_path / "out"
+    args = ["--input", str(maps), "--out", str(out), "--formats", "blend", "--resolution", "16"]
+    mtimes = []
+    for _ in range(2):
+        r = run_batch(args, tmp_path, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        d = out / "flat" / "seed_0"
+        mtimes.append((d / "terrain.blend").stat().st_mtime_ns)
+    names = sorted(p.name for p in d.iterdir())
+    assert "terrain.blend" in names
+    assert not [n for n in names if n.endswith(".blend1") or n.startswith(".terrain.")], names
+    assert mtimes[1] >= mtimes[0]
