@@ -316,3 +316,30 @@ def test_warm_start_loads_matching_tensors_and_keeps_the_rest_fresh(full_run, ti
     bad = [*args[:5], str(tmp_path / "warm2"), *args[6:-1], f"init_from={other}"]
     assert train_main(bad) == 2
     assert "no terrain_core metadata" in capsys.readouterr().err
+
+
+def test_model_grid_shows_map_outputs_render_and_real(full_run, tiny_data, tmp_path, capsys):
+    from PIL import Image
+
+    from training.model_grid import main as grid_main
+    from training.model_grid import pick_maps
+
+    # picking: the richest maps first, near-duplicates skipped
+    a = np.zeros((4, 8, 8), np.uint8)
+    a[1, :, :4], a[1, :, 4:] = 1, 2  # map 0: one class, map 1: two
+    a[2] = a[1]  # a duplicate of map 1
+    a[3, :4], a[3, 4:, :2] = 3, 4  # three classes
+    assert pick_maps(a, 2) == [1, 3] and pick_maps(a, 3) == [0, 1, 3]
+
+    out = tmp_path / "grid.png"
+    model = full_run / "export" / "model.safetensors"
+    args = ["--model", str(model), "--data", str(tiny_data), "--out", str(out), "--maps", "2"]
+    assert grid_main([*args, "--size", "64", "--samples", "2", "--split", ""]) == 0
+    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    # 2 rows of 64 px under an 18 px title strip; six columns, the render 8:5 wide
+    assert img.shape[0] == 18 + 2 * (64 + 4) + 4
+    assert img.shape[1] == 5 * 64 + 102 + 7 * 4
+    render = img[22 : 22 + 64, 4 + 4 * 68 : 4 + 4 * 68 + 102]
+    assert render.std() > 3  # a real picture, not an empty frame
+    assert grid_main([*args[:2], "--data", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
