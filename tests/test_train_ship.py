@@ -22,14 +22,21 @@ def test_update_provenance_rewrites_both_files_and_they_still_load(tmp_path):
     export_model(net, stem, metadata={"provenance": {"preset": "tiny", "steps": 3}})
     before = TerrainGenerator.load(stem.with_suffix(".onnx"))
     sanity = semantic_checks(before, size=128, seeds=(0, 1))
-    ev = {"split": "val", "maps": 2, "segmentation": {"miou": 0.5, "per_class": [0.1]}}
+    ev = {
+        "split": "val",
+        "maps": 2,
+        "segmentation": {"miou": 0.5, "per_class": [0.1], "generated": {"miou": 0.4, "per_class_iou": {}}},
+        "height": {"per_class": {"water": {"pixels": 3}}, "spectral_slope": {"real_mean": -4.0}},
+    }
     extra = {"evaluation": headline(ev, sanity)}
     update_provenance(stem, extra)
     for suffix in (".safetensors", ".onnx"):
         meta = read_model_metadata(stem.with_suffix(suffix))
         prov = meta["provenance"]
         assert prov["preset"] == "tiny" and prov["steps"] == 3  # kept
-        assert prov["evaluation"]["segmentation"] == {"miou": 0.5}  # lists are left in the full report
+        # lists and per-class tables are left in the full report; one level of sub-tables is kept
+        assert prov["evaluation"]["segmentation"] == {"miou": 0.5, "generated": {"miou": 0.4}}
+        assert prov["evaluation"]["height"] == {"spectral_slope": {"real_mean": -4.0}}
         assert set(prov["evaluation"]["sanity"]) == set(sanity["checks"])
         after = TerrainGenerator.load(stem.with_suffix(suffix))
         lab = before.generate(__import__("numpy").zeros((32, 32), "uint8"), seed=1)

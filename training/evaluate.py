@@ -410,6 +410,13 @@ def evaluate(
         "spectral_slope": {
             "generated_mean": float(spec_g.mean()),
             "real_mean": float(spec_r.mean()),
+            "real_std": float(spec_r.std()),
+            # the spread of the real crops: is the generated mean inside it, and how many maps are
+            "real_p10": float(np.percentile(spec_r, 10)),
+            "real_p90": float(np.percentile(spec_r, 90)),
+            "generated_in_real_p10_p90": float(
+                np.mean((spec_g >= np.percentile(spec_r, 10)) & (spec_g <= np.percentile(spec_r, 90)))
+            ),
             "wasserstein": _w1(spec_g, spec_r),
         },
         "slope_angle": {
@@ -460,7 +467,7 @@ def _summary(r: dict[str, Any]) -> str:
             f"[real shaded {lk['real_shaded_nw']:.3f}, albedo {alb}; other directions "
             f"ne {lk['texture_ne']:.3f} se {lk['texture_se']:.3f} sw {lk['texture_sw']:.3f}]",
             f"height: spectral slope gen {sp['generated_mean']:.2f} real {sp['real_mean']:.2f} "
-            f"(W1 {sp['wasserstein']:.3f}); slope angle W1 {sa['wasserstein']:.2f} deg",
+            f"(real p10..p90 {sp['real_p10']:.2f}..{sp['real_p90']:.2f}, W1 {sp['wasserstein']:.3f}); slope angle W1 {sa['wasserstein']:.2f} deg",
             f"diversity over {d['seeds']} seeds: texture std {d['texture_std']:.4f}, "
             f"height std {d['height_std']:.4f}",
         ]

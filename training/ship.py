@@ -26,10 +26,17 @@ from terrain_core.export import METADATA_KEY, install_default
 def headline(evaluation: dict[str, Any], sanity: dict[str, Any]) -> dict[str, Any]:
     """The few figures worth carrying inside the model file (the full report stays beside it)."""
     out: dict[str, Any] = {"split": evaluation.get("split"), "maps": evaluation.get("maps")}
+    def scalars(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
     for key in ("segmentation", "shadow_leak", "height", "diversity"):
         sec = evaluation.get(key)
         if isinstance(sec, dict):
-            out[key] = {k: v for k, v in sec.items() if isinstance(v, (int, float, str, bool)) or v is None}
+            out[key] = scalars(sec)
+            # one level down too (mIoU of generated vs the ceiling, spectrum slopes), not per class
+            for sub, val in sec.items():
+                if isinstance(val, dict) and sub not in ("per_class", "per_class_iou") and scalars(val):
+                    out[key][sub] = scalars(val)
     out["sanity"] = {k: bool(v) for k, v in sanity["checks"].items()}
     return out
 
