@@ -19,25 +19,9 @@ PEAK_TARGET = 2 * GiB
 TIME_TARGET = 1.3
 
 
-def balanced_tile(n: int, tile: int = 1024, overlap: int = 64, align: int = 32) -> int:
-    """The smallest tile (multiple of ``align``) that covers ``n`` with as many tiles as ``tile`` needs.
-
-    The runtime's automatic tiling keeps 1024-px tiles and spreads them, so at 4096 five tiles per side
-    overlap by 256 px (1.56x the pixels computed; 2.25x at 2048). Shrinking the tile to the count
-    needed computes ~1.2x. Measured beside the default to show what that change would give.
-    """
-    if n <= tile:
-        return n
-    count = -(-(n - overlap) // (tile - overlap))
-    return _round_up(-(-(n + (count - 1) * overlap) // count), align)
-
-
-def _round_up(x: int, align: int) -> int:
-    return -(-x // align) * align
-
-
 def run(opts: Options) -> Section:
     from bench.maps import class_map
+    from terrain_core.runtime import DEFAULT_OVERLAP, DEFAULT_TILE, tile_layout
 
     big, small = (256, 128) if opts.smoke else (2048, 512) if opts.quick else (4096, 1024)
     tile = 128 if opts.smoke else None  # None: the runtime's own choice (tiles above 1024 px)
@@ -48,8 +32,7 @@ def run(opts: Options) -> Section:
         ratio_label="s/MP tiled / untiled",
     )
     rounds = opts.reps(3, 2)
-    bal = balanced_tile(big, 128 if opts.smoke else 1024)
-    runs: dict[str, list[dict]] = {"untiled": [], "tiled": [], "tiled_balanced": []}
+    runs: dict[str, list[dict]] = {"untiled": [], "tiled": []}
     with tempfile.TemporaryDirectory(prefix="bench-tiled-") as tmp:
         paths = {}
         for name, n in (("untiled", small), ("tiled", big)):
@@ -70,14 +53,7 @@ def run(opts: Options) -> Section:
                     opts.threads,
                 )
             )
-            runs["tiled_balanced"].append(
-                run_child(
-                    "generate",
-                    {"model": None, "labels": paths["tiled"], "size": big, "tile": bal},
-                    opts.threads,
-                )
-            )
-    variants = (("untiled", small), ("tiled", big), ("tiled_balanced", big))
+    variants = (("untiled", small), ("tiled", big))
     per_mp = {name: [r["seconds"][0] / (n * n / 1e6) for r in runs[name]] for name, n in variants}
     ratio = paired_ratio(per_mp["tiled"], per_mp["untiled"])
     peak = max(r["peak_rss"] for r in runs["tiled"])
@@ -90,7 +66,7 @@ def run(opts: Options) -> Section:
         net = median([r["timings"][0]["network"] for r in rr])
         sec.rows.append(
             {
-                "run": name if name != "tiled_balanced" else f"tiled, tile={bal} (proposed)",
+                "run": name,
                 "size": n,
                 "tiles": tiles,
                 "median_s": median([r["seconds"][0] for r in rr]),
@@ -103,6 +79,9 @@ def run(opts: Options) -> Section:
             }
         )
     t = runs["tiled"][0]
+    # the layout the runtime chose: the fewest tiles of at most DEFAULT_TILE px, shrunk to fit
+    tile_px = tile or DEFAULT_TILE
+    length, starts = tile_layout(big, tile_px, min(DEFAULT_OVERLAP, tile_px // 2), 32)
     sec.checks = {
         "peak_rss_tiled": peak,
         "time_ratio": ratio,
@@ -110,12 +89,15 @@ def run(opts: Options) -> Section:
         "model": t["model"],
         "finite": all(r["height_finite"] for rr in runs.values() for r in rr),
         "shape": t["shape"],
-        "balanced_tile": bal,
-        "balanced_time_ratio": paired_ratio(per_mp["tiled_balanced"], per_mp["untiled"]),
+        "tile_px": length,
     }
     sec.notes.append(
         f"model {t['model']} on {t['runtime']}; {rounds} fresh processes per size, alternating; peak RSS "
         f"is over the whole process (imports, model, label map and outputs included): "
         f"{peak / GiB:.2f} GiB (target <= 2 GiB)"
+    )
+    sec.notes.append(
+        f"tiles: {len(starts)} per side of {length} px (terrain_core.runtime.tile_layout), "
+        f"{(len(starts) * length / big) ** 2:.2f}x the output pixels computed"
     )
     return sec

@@ -133,9 +133,7 @@ class ModelConfig:
 
 
 PRESETS: dict[str, GeneratorConfig] = {
-    "seed-1.0": GeneratorConfig(
-        stage_channels=(768, 768, 384, 192, 96, 48), conv_type="spade", noise=True
-    ),
+    "seed-1.0": GeneratorConfig(stage_channels=(768, 768, 384, 192, 96, 48), conv_type="spade", noise=True),
     "seed-1.1": GeneratorConfig(stage_channels=(256, 256, 128, 64, 32, 16), conv_type="modconv"),
     "seed-1.2": GeneratorConfig(
         stage_channels=(256, 256, 128, 64, 32, 16),

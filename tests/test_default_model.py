@@ -59,3 +59,12 @@ def test_default_passes_the_semantic_checks(sanity_report):
 )
 def test_default_seed_changes_detail(sanity_report):
     assert sanity_report["checks"][SEED_DETAIL], sanity_report["detail_correlation"]
+
+
+def test_sanity_cli_refuses_bad_input_with_a_message(tmp_path, capsys):
+    from training.sanity import main as sanity_main
+
+    assert sanity_main(["--model", str(tmp_path / "none.onnx")]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert sanity_main(["--size", "64"]) == 2
+    assert "at least 128" in capsys.readouterr().err

@@ -43,3 +43,12 @@ def test_update_provenance_rewrites_both_files_and_they_still_load(tmp_path):
         got = after.generate(lab.labels, seed=1)
         assert abs(got.height - lab.height).max() < 1e-3  # same weights
     assert not list(tmp_path.glob(".model*"))  # no temporary files left
+
+
+def test_ship_of_a_bad_run_says_what_is_wrong(tmp_path, capsys):
+    from training.ship import main as ship_main
+
+    (tmp_path / "run").mkdir()
+    assert ship_main(["--run", str(tmp_path / "run"), "--data", str(tmp_path), "--no-export"]) == 2
+    assert "holds no maps" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "export").exists()

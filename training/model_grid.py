@@ -1,6 +1,6 @@
 """The model's picture grid: validation maps through the model and through the add-on's Cycles preview.
 
-    python -m training.model_grid --model MODEL --data DATA [--maps 6] [--size 256] [--out docs/model_grid.png]
+    python -m training.model_grid --model MODEL --data DATA [--maps 6] [--size 256] [--out FILE.png]
 
 One row per validation map: class map | flat texture | shaded texture | height hill-shade | Cycles render
 | the real shaded map. The render is made by the add-on's headless batch script (``blender_addon/batch.py``
@@ -12,7 +12,6 @@ the validation maps with the most classes present, spread over the split.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -22,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from terrain_core.labels import PALETTE
-from training.samples import _u8, hillshade, save_png
+from terrain_core.result import to_uint8
+from training.samples import height_tile, save_png
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = ROOT / "blender_addon" / "batch.py"
@@ -78,18 +78,7 @@ def render_maps(
             raise GridError(f"the batch script wrote no preview for map {i} ({p})")
         with Image.open(p) as im:
             renders.append(np.asarray(im.convert("RGB")))
-    json.loads(summary.read_text())  # the run finished its bookkeeping
     return renders
-
-
-def _fit(img: np.ndarray, h: int) -> np.ndarray:
-    """Scale an image to height ``h`` keeping its aspect."""
-    from PIL import Image
-
-    if img.shape[0] == h:
-        return img
-    w = max(1, round(img.shape[1] * h / img.shape[0]))
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.LANCZOS))
 
 
 def compose(rows: list[list[np.ndarray]], titles: tuple[str, ...] = COLUMNS, pad: int = 4) -> np.ndarray:
@@ -99,7 +88,9 @@ def compose(rows: list[list[np.ndarray]], titles: tuple[str, ...] = COLUMNS, pad
     h = rows[0][0].shape[0]
     widths = [max(r[j].shape[1] for r in rows) for j in range(len(rows[0]))]
     title_h = 18
-    img = np.full((title_h + len(rows) * (h + pad) + pad, sum(widths) + pad * (len(widths) + 1), 3), 255, np.uint8)
+    img = np.full(
+        (title_h + len(rows) * (h + pad) + pad, sum(widths) + pad * (len(widths) + 1), 3), 255, np.uint8
+    )
     for i, row in enumerate(rows):
         x = pad
         y = title_h + pad + i * (h + pad)
@@ -127,7 +118,7 @@ def model_grid(
     split: str = "val",
 ) -> Path:
     from terrain_core.runtime import TerrainGenerator
-    from training.evaluate import list_names, load_maps, resolve_model, split_or_all
+    from training.evaluate import load_maps, resolve_model, split_or_all
 
     if maps < 1:
         raise GridError(f"--maps must be at least 1, got {maps}")
@@ -142,32 +133,27 @@ def model_grid(
     root = Path(data)
     if not root.is_dir():
         raise GridError(f"--data {data} is not a folder (a dataset from python -m training.build_dataset)")
-    names, _ = split_or_all(root, split)
-    if not names:
-        names = list_names(root)
+    names, _ = split_or_all(root, split)  # every map when the split is missing
     if not names:
         raise GridError(f"{data} holds no maps (NAME_i2.png with NAME_t.png and NAME_h.png)")
     ms = load_maps(root, names, size)
     idx = pick_maps(ms.labels, maps)
     gen = TerrainGenerator.load(model_path)
     rows = []
-    render_h = size
     with tempfile.TemporaryDirectory(prefix="terrain-grid-") as tmp:
-        renders = render_maps(ms.labels[idx], str(model_path), seed, (size * 8 // 5, size), samples, Path(tmp))
+        renders = render_maps(
+            ms.labels[idx], str(model_path), seed, (size * 8 // 5, size), samples, Path(tmp)
+        )
     for k, i in enumerate(idx):
         res = gen.generate(ms.labels[i], seed=seed)
-        h01 = np.asarray(res.height, np.float32)
-        shade = hillshade(h01)
-        level = (h01 - h01.min()) / max(float(np.ptp(h01)), 1e-6)
-        hs = np.stack([shade * (0.55 + 0.45 * level)] * 3, -1)
         rows.append(
             [
                 PALETTE[ms.labels[i]],
-                _u8(np.asarray(res.texture, np.float32)),
-                _u8(np.asarray(res.shaded, np.float32)),
-                _u8(hs),
-                _fit(renders[k], render_h),
-                _u8(ms.terrain[i]),
+                res.texture_rgb,
+                res.shaded_rgb,
+                height_tile(res.height),
+                renders[k],  # (size * 8 / 5) x size, as asked of the batch script
+                to_uint8(ms.terrain[i]),
             ]
         )
     return save_png(compose(rows), out)

@@ -94,7 +94,7 @@ class TrainGenerator(nn.Module):
 
 @dataclass
 class WarmStart:
-    """What :func:`warm_start` did: names loaded, names kept fresh (absent or another shape), file names unused."""
+    """What :func:`warm_start` did: names loaded, kept fresh (absent or another shape), unused in the file."""
 
     loaded: list[str]
     fresh: list[str]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from terrain_core.labels import PALETTE
+from terrain_core.result import to_uint8
 
 
 def auto_z_scale(height: np.ndarray) -> float:
@@ -40,8 +41,11 @@ def hillshade(
     return np.clip((nx * lx + ny * ly + nz * lz) / norm, 0.0, 1.0)
 
 
-def _u8(x: np.ndarray) -> np.ndarray:
-    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+def height_tile(height: np.ndarray) -> np.ndarray:
+    """A height map [H, W] in -1..1 as an image [H, W, 3] uint8: its NW hill-shade, tinted by height
+    (dark low, light high) so that relief and level read at once."""
+    level = (np.asarray(height, np.float64) + 1.0) * 0.5
+    return to_uint8(np.stack([hillshade(height) * (0.55 + 0.45 * level)] * 3, -1))
 
 
 def sample_grid(
@@ -61,13 +65,9 @@ def sample_grid(
     cols = 4 + (real is not None)
     img = np.full((n * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
     for i in range(n):
-        shade = hillshade(height[i])
-        # Hill-shade tinted by height (dark low, light high) so both relief and level read at once.
-        level = (height[i] + 1.0) * 0.5
-        hs = np.stack([shade * (0.55 + 0.45 * level)] * 3, -1)
-        tiles = [PALETTE[labels[i]], _u8(texture[i]), _u8(shaded[i]), _u8(hs)]
+        tiles = [PALETTE[labels[i]], to_uint8(texture[i]), to_uint8(shaded[i]), height_tile(height[i])]
         if real is not None:
-            tiles.append(_u8(real[i]))
+            tiles.append(to_uint8(real[i]))
         y = pad + i * (h + pad)
         for j, t in enumerate(tiles):
             x = pad + j * (w + pad)

@@ -91,12 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--json", help="also write the figures to this file")
     a = p.parse_args(argv)
-    rep = semantic_checks(TerrainGenerator.load(a.model), a.size)
+    try:
+        rep = semantic_checks(TerrainGenerator.load(a.model), a.size)
+    except ValueError as e:  # a bad model file (ModelFileError) or size: the message says what to do
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for name, ok in rep["checks"].items():
         print(f"{'ok  ' if ok else 'FAIL'} {name}")
     print(
-        "mean height m: " + ", ".join(f"{k} {v:.0f}" for k, v in rep["mean_height_m"].items())
-        + " | roughness m: " + ", ".join(f"{k} {v:.1f}" for k, v in rep["roughness_m"].items())
+        "mean height m: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in rep["mean_height_m"].items())
+        + " | roughness m: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in rep["roughness_m"].items())
         + f" | layout corr {rep['layout_correlation']:.2f}, detail corr {rep['detail_correlation']:.2f}"
     )
     if a.json:

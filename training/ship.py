@@ -26,6 +26,7 @@ from terrain_core.export import METADATA_KEY, install_default
 def headline(evaluation: dict[str, Any], sanity: dict[str, Any]) -> dict[str, Any]:
     """The few figures worth carrying inside the model file (the full report stays beside it)."""
     out: dict[str, Any] = {"split": evaluation.get("split"), "maps": evaluation.get("maps")}
+
     def scalars(d: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in d.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
@@ -98,12 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     from training.evaluate import evaluate
     from training.sanity import semantic_checks
 
-    ev = evaluate(str(stem.with_suffix(".onnx")), str(data), split="val", size=a.size, max_maps=a.max_maps)
-    sanity = semantic_checks(TerrainGenerator.load(stem.with_suffix(".onnx")), size=max(a.size, 192))
+    try:
+        onnx = stem.with_suffix(".onnx")
+        ev = evaluate(str(onnx), str(data), split="val", size=a.size, max_maps=a.max_maps)
+        sanity = semantic_checks(TerrainGenerator.load(onnx), size=max(a.size, 192))
+    except ValueError as e:  # EvalError, ModelFileError: a missing export, bad data; the message says which
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     report = {"evaluation": ev, "sanity": sanity}
     (run / "export" / "evaluation.json").write_text(json.dumps(report, indent=1, default=float))
-    update_provenance(stem, {"evaluation": headline(ev, sanity)})
-    print(json.dumps(headline(ev, sanity), indent=1, default=float))
+    head = headline(ev, sanity)
+    update_provenance(stem, {"evaluation": head})
+    print(json.dumps(head, indent=1, default=float))
     if not a.no_install:
         paths = install_default(stem)
         print("installed " + ", ".join(str(x) for x in paths))
