@@ -43,6 +43,10 @@ class GeneratorConfig:
     scaled_sum_levels: int = 4  # partition tree depth: 2x2, 4x4, ..., 2**levels blocks per side
     scaled_sum_stages: tuple[int, ...] = ()  # stages using it (v1.2: every stage at >= 8 and <= 64 px)
     noise: bool = True  # StyleGAN-style noise injection at the start of every residual block
+    # The block's noise map also enters every modulation beside the segmentation map (OASIS's "3D
+    # noise", Schonfeld et al. 2021): the style, not only an additive term, then varies per pixel with the
+    # seed, which is what lets a seed change landforms. False for models made before it existed.
+    noise_style: bool = False
     output_mode: str = "residual"  # one of OUTPUT_MODES
     # Shortcut of blocks whose channel count changes: "spade" (SPADE norm + 1x1 conv, the original in every
     # version) or "modconv" (a modulated 1x1 conv). Keep "spade" with modulated convs: their demodulation
@@ -146,7 +150,11 @@ PRESETS: dict[str, GeneratorConfig] = {
     # Sized for CPU training and ~0.3 s per 512x512 map through ONNX Runtime on 2 cores: the SPADE
     # shortcuts' branch is 32 channels 3x3 (the original's 128 channels 5x5 made it 2.5x slower).
     "small": GeneratorConfig(
-        stage_channels=(96, 96, 64, 32, 16, 16), conv_type="modconv", spade_hidden=32, spade_kernel=3
+        stage_channels=(96, 96, 64, 32, 16, 16),
+        conv_type="modconv",
+        spade_hidden=32,
+        spade_kernel=3,
+        noise_style=True,
     ),
     # Tests: seconds per training step on CPU.
     "tiny": GeneratorConfig(stage_channels=(16, 16, 8, 8, 8, 8), conv_type="modconv"),

@@ -30,6 +30,12 @@ from typing import Any
 import numpy as np
 
 from terrain_core.labels import CLASS_NAMES, NUM_CLASSES, labels_from_rgb
+from terrain_core.relief_metrics import (
+    BorderStep,
+    border_step,
+    layout_detail_correlation,
+    mean_slope_by_class,
+)
 
 DIRECTIONS = {"nw": 315.0, "ne": 45.0, "se": 135.0, "sw": 225.0}  # azimuth, clockwise from north (up)
 
@@ -428,6 +434,9 @@ def evaluate(
         "per_class": per_class,
     }
 
+    # 3b. Relief: steps along painted borders, slope per class (generated / real), pooled over maps.
+    relief = relief_figures(hgt[0], ev.height, ev.labels, zk)
+
     # 4. Diversity across seeds.
     diversity = {
         "seeds": seeds,
@@ -436,6 +445,10 @@ def evaluate(
         "height_std": float(hgt.std(0).mean()) if seeds > 1 else 0.0,
         "real_height_std_across_maps": float(ev.height.std(0).mean()) if n > 1 else 0.0,
     }
+    if seeds > 1:
+        corrs = np.array([layout_detail_correlation(list(hgt[:, i])) for i in range(n)])
+        diversity["layout_correlation"] = float(corrs[:, 0].mean())
+        diversity["detail_correlation"] = float(corrs[:, 1].mean())
 
     return {
         "model": str(model),
@@ -448,8 +461,48 @@ def evaluate(
         "segmentation": seg,
         "shadow_leak": leak,
         "height": height,
+        "relief": relief,
         "diversity": diversity,
         "seconds": {"generate": round(t_gen, 2), "total": round(time.time() - t0, 2)},
+    }
+
+
+def relief_figures(gen_h: np.ndarray, real_h: np.ndarray, labels: np.ndarray, zk: float) -> dict[str, Any]:
+    """Border-step index and mean slope per class, generated beside real, on the same maps
+    (heights [n, H, W] in -1..1, labels [n, H, W]); slopes in the evaluation's exaggeration ``zk``."""
+    steps = {"generated": BorderStep(), "real": BorderStep()}
+    k = len(CLASS_NAMES)
+    sums = {"generated": np.zeros(k), "real": np.zeros(k)}
+    counts = np.zeros(k)
+    for g, r, lab in zip(gen_h, real_h, labels, strict=True):
+        for key, h in (("generated", g), ("real", r)):
+            steps[key] = steps[key] + border_step(h, lab)
+            s, c = mean_slope_by_class(h * zk, lab, k)
+            sums[key] += s
+        counts += c
+    land = np.arange(k) != 0
+    per_class = {}
+    for c, name in enumerate(CLASS_NAMES):
+        if counts[c] < 50:
+            continue
+        gm, rm = sums["generated"][c] / counts[c], sums["real"][c] / counts[c]
+        per_class[name] = {"generated": float(gm), "real": float(rm), "ratio": float(gm / rm) if rm else None}
+    g_land = sums["generated"][land].sum() / max(counts[land].sum(), 1)
+    r_land = sums["real"][land].sum() / max(counts[land].sum(), 1)
+    return {
+        "border_step_index": {
+            "generated": steps["generated"].index,
+            "real": steps["real"].index,
+            "definition": "mean |grad h| (h / its land std) within 3 px of a land-class border over the "
+            "mean >= 8 px from one, land only",
+        },
+        "mean_slope": {
+            "units": "|grad h| in the slope-angle section's exaggeration",
+            "land_generated": float(g_land),
+            "land_real": float(r_land),
+            "land_ratio": float(g_land / r_land) if r_land else None,
+            "per_class": per_class,
+        },
     }
 
 
@@ -458,6 +511,7 @@ def _summary(r: dict[str, Any]) -> str:
     gen, ceil = s["generated"], s["real_ceiling"]
     alb = "n/a" if lk["albedo_nw"] is None else f"{lk['albedo_nw']:.3f}"
     sp, sa = h["spectral_slope"], h["slope_angle"]
+    bs, ms = r["relief"]["border_step_index"], r["relief"]["mean_slope"]
     return "\n".join(
         [
             f"segmentation: mIoU {gen['miou']:.3f} acc {gen['pixel_accuracy']:.3f} "
@@ -468,8 +522,13 @@ def _summary(r: dict[str, Any]) -> str:
             f"height: spectral slope gen {sp['generated_mean']:.2f} real {sp['real_mean']:.2f} "
             f"(real p10..p90 {sp['real_p10']:.2f}..{sp['real_p90']:.2f}, W1 {sp['wasserstein']:.3f}); "
             f"slope angle W1 {sa['wasserstein']:.2f} deg",
+            f"relief: border-step index gen {bs['generated']:.2f} real {bs['real']:.2f}; mean slope on land "
+            f"{ms['land_ratio']:.2f}x real ("
+            + ", ".join(f"{k} {v['ratio']:.2f}" for k, v in ms["per_class"].items() if v["ratio"] is not None)
+            + ")",
             f"diversity over {d['seeds']} seeds: texture std {d['texture_std']:.4f}, "
-            f"height std {d['height_std']:.4f}",
+            f"height std {d['height_std']:.4f}"
+            + (f", detail correlation {d['detail_correlation']:.3f}" if "detail_correlation" in d else ""),
         ]
     )
 

@@ -126,3 +126,63 @@ def update_g_enabled(enabled: bool, d_loss: float, upper: float, lower: float) -
     if not enabled and d_loss < lower:
         return True
     return enabled
+
+
+def border_zones(onehot: torch.Tensor, near_px: int = 3) -> torch.Tensor:
+    """[N, 2, H, W] float masks: pixels within ``near_px`` of a border between two land classes, and the
+    rest. Water (channel 0) is left out of the border test: coasts are not painted borders."""
+    k = 2 * near_px + 1
+    present = F.max_pool2d(onehot[:, 1:].float(), k, stride=1, padding=near_px)  # [N, C-1, H, W]
+    near = (present.sum(1, keepdim=True) >= 2).float()  # two land classes in the window
+    return torch.cat([near, 1.0 - near], 1)
+
+
+def slope_stats_loss(
+    fake_h: torch.Tensor, real_h: torch.Tensor, onehot: torch.Tensor, near_px: int = 3, min_px: int = 16
+) -> torch.Tensor:
+    """Per-class, per-zone matching of mean slope: mean over (sample, class, zone) cells with at least
+    ``min_px`` pixels of |log mean|grad fake| - log mean|grad real||.
+
+    Heights [N, 1, H, W], onehot [N, C, H, W]. The zones (near a land-class border / inside a class) make
+    a step along a painted border cost as much as a flat interior: both are a wrong mean slope in one
+    cell. A statistic, not a pixel loss, so it does not pull towards the conditional mean (as L1 does).
+    """
+    from terrain_core.nn.layers import finite_differences
+
+    def grad_mag(h: torch.Tensor) -> torch.Tensor:
+        return finite_differences(h.float()).pow(2).sum(1).add(1e-12).sqrt()  # [N, H, W]
+
+    cells = onehot.float()[:, :, None] * border_zones(onehot, near_px)[:, None]  # [N, C, 2, H, W]
+    count = cells.sum((3, 4))  # [N, C, 2]
+    valid = count >= min_px
+    if not bool(valid.any()):
+        return fake_h.sum() * 0.0
+
+    def cell_means(h: torch.Tensor) -> torch.Tensor:
+        return (cells * grad_mag(h)[:, None, None]).sum((3, 4)) / count.clamp(min=1.0)
+
+    eps = 1e-4  # heights are -1..1: about a tenth of the flattest real interiors' mean slope per pixel
+    diff = (torch.log(cell_means(fake_h) + eps) - torch.log(cell_means(real_h).detach() + eps)).abs()
+    return diff[valid].mean()
+
+
+def high_pass(x: torch.Tensor, k: int = 9) -> torch.Tensor:
+    """x minus its k x k local mean: [N, C, H, W] -> same (the detail a seed should change)."""
+    return x - F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
+
+
+def diversity_loss(
+    a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...], cap: float = 0.05
+) -> torch.Tensor:
+    """Mode seeking (Mao et al. 2019; Yang et al. 2019): minus the capped mean L1 distance between the
+    detail (:func:`high_pass`) of two outputs of the same maps with different noise.
+
+    ``a`` and ``b``: matching tuples of [N, C, H, W] outputs (e.g. height and texture). Per sample and
+    output the distance is capped at ``cap`` (so that G is not paid for noise beyond the real detail);
+    the loss is minus their mean, in [-cap, 0].
+    """
+    dists = []
+    for x, y in zip(a, b, strict=True):
+        d = (high_pass(x.float()) - high_pass(y.float())).abs().flatten(1).mean(1)  # [N]
+        dists.append(d.clamp(max=cap))
+    return -torch.stack(dists).mean()

@@ -112,9 +112,15 @@ class WarmStart:
         return s
 
 
+def _grown_inputs(own: tuple[int, ...], file: tuple[int, ...]) -> bool:
+    """True for conv weights [out, in, k, k] that differ from the file's only by more input channels."""
+    return len(own) == 4 == len(file) and own[1] > file[1] and own[:1] + own[2:] == file[:1] + file[2:]
+
+
 def warm_start(net: nn.Module, path: str, *extra: nn.Module) -> WarmStart:
     """Initialise ``net`` (a TrainGenerator; also each module in ``extra``, e.g. its EMA copy) from a model
-    file wherever tensor names and shapes match; everything else keeps its initialisation.
+    file wherever tensor names and shapes match, and convs that gained input channels (zero weights for
+    the new inputs); everything else keeps its initialisation.
 
     Only ``.safetensors`` files are read (no pickle: loading a model never executes code). Raises
     ``ValueError`` saying what is wrong: a missing file, another format, or no tensor in common.
@@ -135,7 +141,8 @@ def warm_start(net: nn.Module, path: str, *extra: nn.Module) -> WarmStart:
         raise ValueError(f"init_from: {e}") from None
     own = net.state_dict()
     take = sorted(k for k in own if k in header and tuple(own[k].shape) == header[k][1])
-    if not take:
+    grown = sorted(k for k in own if k in header and _grown_inputs(tuple(own[k].shape), header[k][1]))
+    if not take and not grown:
         raise ValueError(
             f"init_from: {path} has no generator or shadow tensor of this model's names and shapes "
             "(is it a terrain model file?)"
@@ -144,10 +151,17 @@ def warm_start(net: nn.Module, path: str, *extra: nn.Module) -> WarmStart:
 
     with safe_open(str(p), framework="pt") as f:
         values = {k: f.get_tensor(k) for k in take}
+        for k in grown:
+            # A conv that gained input channels (say, the noise beside the segmentation map): the old
+            # weights for the old inputs, zero for the new ones, so the network starts as the file's.
+            old = f.get_tensor(k)
+            w = torch.zeros(own[k].shape, dtype=old.dtype)
+            w[:, : old.shape[1]] = old
+            values[k] = w
     for module in (net, *extra):
         module.load_state_dict(values, strict=False)
     return WarmStart(
-        loaded=take,
+        loaded=take + grown,
         fresh=sorted(k for k in own if k not in values),
         unused=sorted(k for k in header if k not in values),
     )

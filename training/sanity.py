@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from terrain_core.labels import class_by_name
+from terrain_core.relief_metrics import border_step_index, box_blur, layout_detail_correlation
 from terrain_core.runtime import TerrainGenerator
 
 
@@ -29,17 +30,9 @@ def lake_forest_mountains(size: int = 256) -> np.ndarray:
     return m
 
 
-def _box_blur(a: np.ndarray, k: int) -> np.ndarray:
-    """Mean over k x k windows (edge-padded), by cumulative sums: the layout of a map, not its detail."""
-    p = np.pad(a, k // 2 + 1, mode="edge").astype(np.float64)
-    c = p.cumsum(0).cumsum(1)
-    s = c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
-    return (s / (k * k))[: a.shape[0], : a.shape[1]]
-
-
 def _roughness(h_m: np.ndarray, mask: np.ndarray) -> float:
     """Mean absolute deviation of the height from its 9x9 local mean, in metres, inside ``mask``."""
-    return float(np.abs(h_m - _box_blur(h_m, 9))[mask].mean())
+    return float(np.abs(h_m - box_blur(h_m, 9))[mask].mean())
 
 
 def semantic_checks(gen: TerrainGenerator, size: int = 256, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
@@ -48,19 +41,14 @@ def semantic_checks(gen: TerrainGenerator, size: int = 256, seeds: tuple[int, ..
     labels = lake_forest_mountains(size)
     # Compare regions at least 8 px from class borders, where the generator blends neighbouring classes.
     ids = {n: class_by_name(n).id for n in ("water", "forest", "mountains")}
-    masks = {n: _box_blur((labels == i).astype(np.float32), 17) > 0.999 for n, i in ids.items()}
+    masks = {n: box_blur((labels == i).astype(np.float32), 17) > 0.999 for n, i in ids.items()}
     results = [gen.generate(labels, seed=s) for s in seeds]
     r0 = results[0]
     h = r0.height_m
     mean_h = {n: float(h[m].mean()) for n, m in masks.items()}
     rough = {n: _roughness(h, m) for n, m in masks.items()}
     rgb = {n: r0.texture[m].mean(0).tolist() for n, m in masks.items()}
-    # Layout: heights smoothed over 1/8 of the map agree across seeds; detail (the rest) does not.
-    k = max(3, size // 8) | 1
-    lows = [_box_blur(r.height_m, k) for r in results]
-    highs = [r.height_m - lo for r, lo in zip(results, lows, strict=True)]
-    layout_corr = float(np.mean([np.corrcoef(lows[0].ravel(), lo.ravel())[0, 1] for lo in lows[1:]]))
-    detail_corr = float(np.mean([np.corrcoef(highs[0].ravel(), hi.ravel())[0, 1] for hi in highs[1:]]))
+    layout_corr, detail_corr = layout_detail_correlation([r.height_m for r in results])
     w, f = rgb["water"], rgb["forest"]
     checks = {
         "water lower than forest": mean_h["water"] < mean_h["forest"],
@@ -80,6 +68,8 @@ def semantic_checks(gen: TerrainGenerator, size: int = 256, seeds: tuple[int, ..
         "mean_texture_rgb": rgb,
         "layout_correlation": layout_corr,
         "detail_correlation": detail_corr,
+        # relief along the forest/mountain border over relief inside them (real terrain: about 0.5-1.0)
+        "border_step_index": float(np.mean([border_step_index(r.height_m, labels) for r in results])),
         "checks": checks,
         "passed": all(checks.values()),
     }
@@ -104,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         + " | roughness m: "
         + ", ".join(f"{k} {v:.1f}" for k, v in rep["roughness_m"].items())
         + f" | layout corr {rep['layout_correlation']:.2f}, detail corr {rep['detail_correlation']:.2f}"
+        + f", border-step index {rep['border_step_index']:.2f}"
     )
     if a.json:
         with open(a.json, "w") as f:

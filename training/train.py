@@ -41,18 +41,23 @@ from training import checkpoint as ckpt
 from training import distributed as D
 from training.losses import (
     discriminator_losses,
+    diversity_loss,
     feature_matching,
     generator_adv_losses,
     l1_loss,
     r1_penalty,
+    slope_stats_loss,
     split_batch,
     update_g_enabled,
     weighted_total,
 )
 from training.manifest import read_manifest, split_names
 from training.nets import TrainGenerator, draw_flips, warm_start
+from training.resume_state import ResumeStateError, load_resume_state, save_resume_state
 from training.train_config import ConfigError, TrainConfig, config_to_toml, load_config
 from training.vgg import load_vgg19, perceptual_l1
+
+RESUME_STATE = "resume_state.safetensors"  # the compact state, beside latest.pt in the run folder
 
 
 class TrainingDiverged(RuntimeError):
@@ -164,6 +169,7 @@ class Trainer:
         self.bad_in_a_row = 0
         self.bad_total = 0
         self.decisions_hex = ""  # hash chain of G on/off per step: equal digests = equal decisions
+        self.campaign: list[dict[str, Any]] = []  # earlier runs continued from a resume state
 
     # -- set-up -------------------------------------------------------------------------------------------
 
@@ -217,11 +223,14 @@ class Trainer:
             t = t.contiguous(memory_format=torch.channels_last)
         return t
 
-    def draw_latents(self, n: int, h: int, w: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """z ~ U[0, 1) [n, z_dim] and one N(0, 1) map per residual block, seeded by (seed, step, rank)."""
+    def draw_latents(
+        self, n: int, h: int, w: int, stream: int = 1
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """z ~ U[0, 1) [n, z_dim] and one N(0, 1) map per residual block, seeded by (seed, step, rank);
+        ``stream`` 3 draws the second seed of the diversity term."""
         gcfg = self.gen.generator.cfg
         g = torch.Generator(device=self.device)
-        g.manual_seed(step_seed(self.cfg.seed, self.step, self.env.rank, 1))
+        g.manual_seed(step_seed(self.cfg.seed, self.step, self.env.rank, stream))
         z = torch.rand((n, gcfg.z_dim), generator=g, device=self.device)
         noises = [
             torch.randn((n, 1, h // f, w // f), generator=g, device=self.device) for f in gcfg.block_scales()
@@ -282,6 +291,21 @@ class Trainer:
                 if cfg.l1_weight:
                     terms["l1"] = l1_loss(out.rgb, real_rgb, out.height, real_h)
                     weights["l1"] = cfg.l1_weight
+                if cfg.slope_stats_weight:
+                    terms["slope_stats"] = slope_stats_loss(out.height, real_h, onehot)
+                    weights["slope_stats"] = cfg.slope_stats_weight
+                if cfg.diversity_weight:
+                    # The first k maps again with another seed (z and noise), no D pass: their detail
+                    # should differ (mode seeking).
+                    k = min(n, cfg.diversity_samples)
+                    z2, noises2 = self.draw_latents(k, h, w, stream=3)
+                    out2 = self.gen(onehot[:k], z2, noises2)
+                    terms["diversity"] = diversity_loss(
+                        (out.height[:k], out.texture_lab[:k]),
+                        (out2.height, out2.texture_lab),
+                        cfg.diversity_cap,
+                    )
+                    weights["diversity"] = cfg.diversity_weight
                 terms["g_total"] = weighted_total(terms, weights)
 
         d_obj = terms["d_total"]
@@ -619,6 +643,8 @@ def export(
         "data": str(data_dir) if data_dir else "",
         "data_sources": man.get("sources", man.get("source", "")),
         "train_config": trainer.cfg.to_dict(),
+        # earlier runs this one continued (--resume-from), oldest first
+        "campaign": [{k: v for k, v in r.items() if k != "config"} for r in trainer.campaign],
     }
     metadata: dict[str, Any] = {"name": f"{run_dir.name}-step{trainer.step}", "provenance": provenance}
     hr = man.get("height_range_m")
@@ -650,17 +676,20 @@ def train(
     resume: bool = False,
     max_steps: int | None = None,
     preset: str = "",
+    resume_from: str | Path | None = None,
     log=print,
 ) -> dict[str, Any]:
-    """The training loop. Returns the run summary (also written to RUN_DIR/summary.json)."""
+    """The training loop. Returns the run summary (also written to RUN_DIR/summary.json).
+
+    ``resume_from``: a compact resume state (training.resume_state) to start this new run from."""
     env = D.init(device)
     try:
-        return _train(cfg, Path(data_dir), Path(run_dir), env, resume, max_steps, preset, log)
+        return _train(cfg, Path(data_dir), Path(run_dir), env, resume, max_steps, preset, log, resume_from)
     finally:
         D.shutdown(env)
 
 
-def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log) -> dict[str, Any]:
+def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_from=None) -> dict[str, Any]:
     log = log if env.is_main else (lambda *a, **k: None)
     if max_steps is not None:
         cfg = cfg.replace(max_steps=max_steps)
@@ -694,6 +723,17 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log) -> dict[
         log(f"resumed from {latest} at step {trainer.step}")
         if env.is_main:
             drop_stats_after(run_dir / "stats.jsonl", trainer.step)
+    elif resume_from:
+        try:
+            rs = load_resume_state(trainer, resume_from)
+        except ResumeStateError as e:
+            raise UsageError(str(e)) from None
+        trainer.campaign = rs["history"]
+        done = sum(int(r.get("steps", 0)) for r in trainer.campaign)
+        log(
+            f"continuing from the resume state {resume_from}: {len(trainer.campaign)} earlier run(s), "
+            f"{done} steps; G, D and EMA loaded, optimisers fresh"
+        )
     elif cfg.init_from:
         try:
             ws = warm_start(trainer.gen, cfg.init_from, *([trainer.ema] if trainer.ema is not None else []))
@@ -752,6 +792,7 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log) -> dict[
                         write_samples(trainer, fixed, run_dir / "samples" / f"step_{s:07d}.png")
                     if s % cfg.save_every == 0 or s == total:
                         ckpt.atomic_save(trainer.state_dict(), latest)
+                        save_resume_state(trainer, run_dir / RESUME_STATE, history=trainer.campaign)
                     if cfg.keep_every and s % cfg.keep_every == 0:
                         ckpt.atomic_save(trainer.state_dict(), run_dir / f"ckpt_{s:07d}.pt")
                 if s >= total:
@@ -844,6 +885,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/latest.pt")
+    p.add_argument(
+        "--resume-from",
+        metavar="FILE",
+        help="start a new run from a compact resume state (RUN_DIR/resume_state.safetensors of an earlier "
+        "run, or the committed training/resume/default-state.safetensors): G, D and EMA, fresh optimisers",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--export-only", action="store_true", help="export RUN_DIR/latest.pt and stop")
@@ -885,7 +932,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.data:
             raise UsageError("--data is required to train")
-        train(cfg, args.data, run_dir, device=args.device, resume=args.resume, preset=preset, log=log)
+        if args.resume and args.resume_from:
+            raise UsageError("--resume and --resume-from exclude each other")
+        train(
+            cfg,
+            args.data,
+            run_dir,
+            device=args.device,
+            resume=args.resume,
+            preset=preset,
+            resume_from=args.resume_from,
+            log=log,
+        )
         return 0
     except (ConfigError, UsageError, ckpt.CheckpointError, TrainingDiverged, D.DeviceError) as e:
         print(f"error: {e}", file=sys.stderr)

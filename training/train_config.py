@@ -83,6 +83,14 @@ class TrainConfig:
         1.0  # feature-matching weight used instead of VGG when VGG weights are missing
     )
     l1_weight: float = 0.0  # L1 between generated and real terrain RGB + height (the original: commented out)
+    # Per class and zone (near a land-class border / inside) matching of the mean slope to the real map's
+    # (training.losses.slope_stats_loss): against steps along painted borders and flat interiors.
+    slope_stats_weight: float = 0.0
+    # Mode seeking: minus the capped detail distance between two seeds of the same maps
+    # (training.losses.diversity_loss), on the first diversity_samples maps of the batch (one more G pass).
+    diversity_weight: float = 0.0
+    diversity_cap: float = 0.05  # per-sample mean |detail difference| beyond which it pays nothing
+    diversity_samples: int = 2
     r1_gamma: float = 0.0  # R1 penalty on real data (gamma/2 * E|grad D(real)|^2); 0 = off
     r1_every: int = 16  # lazy R1: every this many steps, scaled up by the same factor
 
@@ -130,7 +138,16 @@ class TrainConfig:
         ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        positive = ("crop", "batch_size", "epochs", "log_every", "save_every", "max_bad_steps", "r1_every")
+        positive = (
+            "crop",
+            "batch_size",
+            "epochs",
+            "log_every",
+            "save_every",
+            "max_bad_steps",
+            "r1_every",
+            "diversity_samples",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -56,6 +56,7 @@ class ResBlock(nn.Module):
         shortcut: str,
         noise: bool,
         slope: float,
+        noise_style: bool = False,
         spade_hidden: int = 128,
         spade_kernel: int = 5,
         attention: bool = False,
@@ -67,6 +68,8 @@ class ResBlock(nn.Module):
         super().__init__()
         cmid = min(cin, cout)
         self.conv_type, self.slope = conv_type, slope
+        self.noise_style = noise_style
+        seg_channels += int(noise_style)  # the noise map rides along as one more segmentation channel
         self.noise = NoiseInjection(cin) if noise else None
         self.attention = attention
         if conv_type == "spade":
@@ -88,6 +91,8 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor, seg: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         # x [N, Cin, h, w], seg [N, S, h, w] (resized), noise [N, 1, h, w] -> [N, Cout, h, w]
         h = self.noise(x, noise) if self.noise is not None else x
+        if self.noise_style:
+            seg = torch.cat([seg, noise.to(seg.dtype)], dim=1)  # [N, S + 1, h, w]
         if self.conv_type == "spade":
             h = self.conv1(h, seg)  # SPADE, leaky, conv
             h = self.conv2(h, seg)
@@ -137,6 +142,7 @@ class Generator(nn.Module):
                         conv_type=cfg.conv_type,
                         shortcut=shortcut,
                         noise=cfg.noise,
+                        noise_style=cfg.noise_style,
                         slope=slope,
                         spade_hidden=cfg.spade_hidden,
                         spade_kernel=cfg.spade_kernel,
