@@ -270,3 +270,13 @@ def test_resume_from_through_the_trainer(tmp_path, capsys):
     assert [r["steps"] for r in prov["campaign"]] == [2]
     assert train_main([*common, "--out", str(tmp_path / "c"), "--resume-from", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+    # Shipping writes the shipped checkpoint's state, with the whole campaign, where the next run finds it.
+    from training.resume_state import read_resume_state
+    from training.ship import write_resume_state
+
+    dest = write_resume_state(tmp_path / "b", None, tmp_path / "resume" / "default-state.safetensors")
+    meta, tensors = read_resume_state(dest)
+    assert [r["steps"] for r in json.loads(meta["history"])] == [2, 2]
+    assert all(t.dtype == torch.float16 for k, t in tensors.items() if t.is_floating_point())
+    assert {k.split(".")[0] for k in tensors} == {"g", "d", "ema"}

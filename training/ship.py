@@ -30,7 +30,7 @@ def headline(evaluation: dict[str, Any], sanity: dict[str, Any]) -> dict[str, An
     def scalars(d: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in d.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
-    for key in ("segmentation", "shadow_leak", "height", "diversity"):
+    for key in ("segmentation", "shadow_leak", "height", "relief", "diversity"):
         sec = evaluation.get(key)
         if isinstance(sec, dict):
             out[key] = scalars(sec)
@@ -113,8 +113,26 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(head, indent=1, default=float))
     if not a.no_install:
         paths = install_default(stem)
-        print("installed " + ", ".join(str(x) for x in paths))
+        state = write_resume_state(run, Path(a.checkpoint) if a.checkpoint else None, DEFAULT_RESUME_STATE)
+        print("installed " + ", ".join(str(x) for x in [*paths, state]))
     return 0
+
+
+DEFAULT_RESUME_STATE = Path(__file__).resolve().parent / "resume" / "default-state.safetensors"
+
+
+def write_resume_state(run: Path, checkpoint: Path | None, dest: Path) -> Path:
+    """The compact resume state (training.resume_state) of the shipped checkpoint, replacing ``dest``:
+    what the next training machine continues from (``--resume-from``)."""
+    from training import checkpoint as ckpt
+    from training.resume_state import save_resume_state
+    from training.train import Trainer
+    from training.train_config import load_config
+
+    cfg = load_config(str(run / "config.toml"))
+    trainer = Trainer(cfg.replace(vgg_download=False), log=lambda *a, **k: None)
+    trainer.load_state_dict(ckpt.load(checkpoint or ckpt.latest_path(run)))
+    return save_resume_state(trainer, dest, history=trainer.campaign)
 
 
 if __name__ == "__main__":

@@ -442,6 +442,7 @@ class Trainer:
             "bad_in_a_row": self.bad_in_a_row,
             "bad_total": self.bad_total,
             "decisions_hex": self.decisions_hex,
+            "campaign": json.dumps(self.campaign),
             "torch_rng": torch.get_rng_state(),
             "saved_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
@@ -466,6 +467,7 @@ class Trainer:
         self.d_updates, self.g_updates = int(state["d_updates"]), int(state["g_updates"])
         self.bad_in_a_row, self.bad_total = int(state["bad_in_a_row"]), int(state["bad_total"])
         self.decisions_hex = state["decisions_hex"]
+        self.campaign = json.loads(state.get("campaign", "[]"))
         torch.set_rng_state(state["torch_rng"])
 
 
