@@ -8,8 +8,9 @@ One call writes both:
   height and width, carrying the same metadata as ONNX ``metadata_props``, for ONNX Runtime (what the
   Blender extension ships: no torch there).
 
-Both files are written to a temporary name in the target folder and renamed into place only when complete,
-so a failed export leaves the previous files (or nothing), never a half-written model.
+Both files are written as one ``output_set.OutputSet``: staged in the target folder and moved into place
+together when complete, so a failed export leaves the previous files (or nothing), never a half-written
+model.
 
 torch, safetensors and onnx are imported inside the functions: this module is importable anywhere.
 """
@@ -21,12 +22,12 @@ import datetime as _dt
 import json
 import logging
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 from terrain_core.config import GeneratorConfig, ShadowConfig
 from terrain_core.labels import CLASSES
+from terrain_core.output_set import OutputSet
 
 FORMAT_NAME = "terrain-gan-model"
 FORMAT_VERSION = 1
@@ -142,25 +143,6 @@ def _stems(out: str | os.PathLike | tuple) -> tuple[Path, Path]:
     return st, ox
 
 
-def _temp_beside(path: Path) -> Path:
-    """A fresh hidden name in the target's folder (same file system, so the final rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-
-
-def _umask() -> int:
-    try:  # Linux: read it without changing it
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def export_model(
     model: Any,
     out: str | os.PathLike | tuple,
@@ -197,29 +179,18 @@ def export_model(
     net = _as_inference_net(model, gen, shadow)
     was_training = net.training
     net = net.eval()
-    # Both files go to temporary names beside their targets and are renamed only once both are complete:
-    # a failure leaves the previous pair (or nothing), never a new .safetensors beside an old .onnx.
-    tmp_st = _temp_beside(st_path)
-    tmp_onnx = _temp_beside(onnx_path) if onnx else None
+    # Both files are staged and committed together as one output set: a failure leaves the previous pair
+    # (or nothing), never a new .safetensors beside an old .onnx.
+    if onnx and st_path.parent != onnx_path.parent:
+        raise ValueError(f"the two model files must go into one folder, got {st_path} and {onnx_path}")
     try:
-        with torch.no_grad():
-            _write_safetensors(net, tmp_st, meta)
+        with OutputSet(st_path.parent, what="model folder") as out, torch.no_grad():
+            _write_safetensors(net, out.path(st_path.name), meta)
             if onnx:
-                _write_onnx(net, gen, tmp_onnx, meta, example_size)
-        # The writers may create 0600 files (safetensors does): give them the usual mode for the umask,
-        # so that a shared model folder stays readable.
-        mode = 0o666 & ~_umask()
-        for t in (tmp_st, tmp_onnx):
-            if t is not None:
-                os.chmod(t, mode)
-        os.replace(tmp_st, st_path)
-        if onnx:
-            os.replace(tmp_onnx, onnx_path)
+                _write_onnx(net, gen, out.path(onnx_path.name), meta, example_size)
+            out.commit()
     finally:
         net.train(was_training)
-        for t in (tmp_st, tmp_onnx):
-            if t is not None:
-                t.unlink(missing_ok=True)
     return st_path, (onnx_path if onnx else None)
 
 
@@ -333,15 +304,8 @@ def install_default(
         raise ModelFileError(f"{st_src} and {ox_src} hold different metadata: they are not one export")
     dest = Path(models_dir) if models_dir is not None else MODELS_DIR
     targets = (dest / "default.safetensors", dest / "default.onnx")
-    temps = [_temp_beside(t) for t in targets]
-    try:
-        mode = 0o666 & ~_umask()
-        for s, t in zip((st_src, ox_src), temps, strict=True):
-            shutil.copyfile(s, t)
-            os.chmod(t, mode)
-        for t, final in zip(temps, targets, strict=True):
-            os.replace(t, final)
-    finally:
-        for t in temps:
-            t.unlink(missing_ok=True)
+    with OutputSet(dest, what="models folder") as out:
+        for s, t in zip((st_src, ox_src), targets, strict=True):
+            shutil.copyfile(s, out.path(t.name))
+        out.commit()
     return targets

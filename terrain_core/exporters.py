@@ -26,12 +26,7 @@ Conventions
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -40,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from terrain_core.labels import CLASS_NAMES, NUM_CLASSES, check_labels, class_shares
+from terrain_core.output_set import OutputPathError, OutputSet
 from terrain_core.result import TerrainResult, to_uint8
 
 # --format names, in writing order (meta last: it lists the others).
@@ -658,7 +654,7 @@ def _check_result(result: TerrainResult) -> tuple[int, int]:
 
 def write_outputs(
     result: TerrainResult,
-    out_dir: str | Path,
+    out_dir: str | Path | OutputSet,
     formats: str | Iterable[str] | None = ALL,
     *,
     plus_one: bool = False,
@@ -671,10 +667,11 @@ def write_outputs(
 ) -> dict[str, Path]:
     """Write the chosen files of ``result`` into ``out_dir``; returns {file name: path}.
 
-    Everything is written into a temporary sibling folder first and moved into ``out_dir`` only when all
-    files are complete, so a failure (disk full, bad input, unwritable folder) leaves nothing half-written:
-    ``out_dir`` is then as it was (and absent if it did not exist). Existing files of the same names are
-    replaced. ``plus_one``: height files and mesh on (H + 1) x (W + 1) corner samples (module docstring).
+    Written through one ``output_set.OutputSet`` (``out_dir`` may be one the caller opened, e.g. to hold
+    its lock while generating): the files appear in ``out_dir`` all at once or not at all, and a failure
+    (disk full, bad input, a file that cannot be replaced) leaves ``out_dir`` as it was, byte for byte.
+    Existing files of the same names are replaced; others stay.
+    ``plus_one``: height files and mesh on (H + 1) x (W + 1) corner samples (module docstring).
     ``size_m`` is the terrain's width in metres (default: ``cell_size_m`` per pixel, else
     ``DEFAULT_CELL_SIZE_M``). ``extra_meta`` is merged into meta.json (e.g. the inputs given to the CLI).
     Raises ``ValueError`` for bad arguments and ``ExportError`` when writing fails.
@@ -692,18 +689,29 @@ def write_outputs(
         if not cell > 0:
             raise ValueError(f"cell_size_m must be positive, got {cell}")
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"{out_dir} exists and is not a folder; choose another output folder")
-    parent = out_dir.resolve().parent
-    new_dirs = _missing_ancestors(parent)  # created here, removed again if the export fails
+    if isinstance(out_dir, OutputSet):
+        return _write_set(result, out_dir, fmts, plus_one, cell, obj_step, obj_up_axis, splat_soften_px,
+                          extra_meta)  # fmt: skip
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
-    except OSError as e:
-        _remove_empty(new_dirs)
-        raise ExportError(f"cannot write into {parent}: {e.strerror or e}") from e
+        with OutputSet(out_dir) as out:
+            return _write_set(result, out, fmts, plus_one, cell, obj_step, obj_up_axis, splat_soften_px,
+                              extra_meta)  # fmt: skip
+    except OutputPathError as e:
+        raise ExportError(str(e)) from e
 
+
+def _write_set(
+    result: TerrainResult,
+    out: OutputSet,
+    fmts: tuple[str, ...],
+    plus_one: bool,
+    cell: float,
+    obj_step: int,
+    obj_up_axis: str,
+    splat_soften_px: float,
+    extra_meta: dict[str, Any] | None,
+) -> dict[str, Path]:
+    tmp = out.dir
     timings: dict[str, float] = {}
     written: dict[str, Path] = {}
     info: dict[str, Any] = {}
@@ -749,32 +757,11 @@ def write_outputs(
             meta = _meta(result, fmts, written, info, timings, plus_one, cell, height_m, extra_meta)
             (tmp / "meta.json").write_text(json.dumps(_json_safe(meta), indent=2) + "\n")
             written["meta.json"] = tmp / "meta.json"
-        return _move_into(tmp, out_dir, list(written))
+        return out.commit()
+    except OutputPathError as e:
+        raise ExportError(str(e)) from e
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _remove_empty(new_dirs)
-        raise ExportError(f"writing the outputs into {out_dir} failed, nothing was written: {e}") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _remove_empty(new_dirs)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _missing_ancestors(path: Path) -> list[Path]:
-    """``path`` and its parents that do not exist yet, deepest first."""
-    out = []
-    while not path.exists() and path != path.parent:
-        out.append(path)
-        path = path.parent
-    return out
-
-
-def _remove_empty(dirs: list[Path]) -> None:
-    for d in dirs:  # deepest first; a folder someone else has put files in meanwhile stays
-        with contextlib.suppress(OSError):
-            d.rmdir()
+        raise ExportError(f"writing the outputs into {out.folder} failed, nothing was written: {e}") from e
 
 
 def _meta(
@@ -837,34 +824,3 @@ def _meta(
         else:
             meta[k] = v
     return meta
-
-
-def _move_into(tmp: Path, out_dir: Path, names: list[str]) -> dict[str, Path]:
-    """Move finished files from ``tmp`` into ``out_dir``; on failure undo what this call added."""
-    # Check every destination before moving anything: a rename that would fail is found here, not halfway.
-    for name in names:
-        if (out_dir / name).is_dir():
-            raise IsADirectoryError(f"{out_dir / name} is a folder; remove it or choose another output")
-    created_dir = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    moved: list[Path] = []
-    try:
-        for name in names:
-            dst = out_dir / name
-            try:
-                # Same file system (a sibling folder), so this is a rename: all or nothing per file.
-                os.replace(tmp / name, dst)
-            except OSError as e:
-                if e.errno != errno.EXDEV:  # out_dir is a mount point: copy beside the target, rename
-                    raise
-                part = out_dir / f".{name}.partial"
-                shutil.copyfile(tmp / name, part)
-                os.replace(part, dst)
-            moved.append(dst)
-    except OSError:
-        for p in moved:
-            p.unlink(missing_ok=True)
-        if created_dir:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    return {name: out_dir / name for name in names}

@@ -323,7 +323,18 @@ def test_addon_imports_only_what_blender_has():
 
     allowed_core = {"terrain_core", "numpy"}
     forbidden = {"torch", "PIL", "scipy", "safetensors", "training", "onnx", "sympy"}
-    inference = {"labels", "config", "noise", "result", "runtime", "export", "exporters", "imageio"}
+    inference = {
+        "labels",
+        "config",
+        "noise",
+        "result",
+        "runtime",
+        "export",
+        "exporters",
+        "imageio",
+        "output_set",
+        "exits",
+    }
     stdlib = set(sys.stdlib_module_names)
     for path in sorted((ROOT / "blender_addon").rglob("*.py")):
         rel = path.relative_to(ROOT / "blender_addon").as_posix()

@@ -7,12 +7,12 @@ is written to a temporary name in the same folder, flushed to disk, then renamed
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from terrain_core.output_set import atomic_file
 
 FORMAT = "terrain-gan-train/1"
 
@@ -22,30 +22,11 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_save(state: dict[str, Any], path: str | Path) -> Path:
+    """Save ``state`` through a temporary file, flushed to disk, then renamed over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Leave no half-written temp file behind; the previous checkpoint is untouched.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    with atomic_file(path, fsync=True) as tmp:
+        torch.save(state, tmp)
     return path
 
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from terrain_core.export import METADATA_KEY, install_default
+from terrain_core.output_set import OutputSet
 
 
 def headline(evaluation: dict[str, Any], sanity: dict[str, Any]) -> dict[str, Any]:
@@ -42,18 +41,6 @@ def headline(evaluation: dict[str, Any], sanity: dict[str, Any]) -> dict[str, An
     return out
 
 
-def _replace_atomically(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def update_provenance(stem: Path, extra: dict[str, Any]) -> dict[str, Any]:
     """Merge ``extra`` into the provenance of ``stem``.safetensors and ``stem``.onnx; returns the metadata."""
     import onnx
@@ -66,12 +53,14 @@ def update_provenance(stem: Path, extra: dict[str, Any]) -> dict[str, Any]:
     meta.setdefault("provenance", {}).update(extra)
     text = json.dumps(meta, allow_nan=False)
     tensors = load_file(str(st))
-    _replace_atomically(st, lambda p: save_file(tensors, str(p), metadata={METADATA_KEY: text}))
     proto = onnx.load(str(ox))
     for entry in proto.metadata_props:
         if entry.key == METADATA_KEY:
             entry.value = text
-    _replace_atomically(ox, lambda p: onnx.save(proto, str(p)))
+    with OutputSet(st.parent, what="model folder") as out:  # both files or neither
+        save_file(tensors, str(out.path(st.name)), metadata={METADATA_KEY: text})
+        onnx.save(proto, str(out.path(ox.name)))
+        out.commit()
     return meta
 
 

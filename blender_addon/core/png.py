@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from terrain_core.output_set import write_bytes_atomic
 
 _COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (grey, grey+alpha, RGB, RGBA)
 
@@ -50,18 +51,5 @@ def encode_png(img: np.ndarray, level: int = 6) -> bytes:
 
 
 def write_png(path: str | os.PathLike, img: np.ndarray, level: int = 6) -> Path:
-    """Write a PNG atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    data = encode_png(img, level)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name, suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a written image should be like any other file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a PNG atomically (``terrain_core.output_set.write_bytes_atomic``)."""
+    return write_bytes_atomic(path, encode_png(img, level))
