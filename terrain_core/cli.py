@@ -4,9 +4,11 @@
         [--tile N] [--format texture,terrain,height16,heightf,splat,obj,meta] [--plus-one] ...
     python -m terrain_core info [--model PATH] [--json]
 
-Exit codes: 0 done; 2 bad input (unreadable map, bad option, bad model file, too large, output folder
-not writable), with one message on stderr and nothing written; 1 an unexpected internal error; 130
-interrupted. Every file of a run appears in DIR at the end or none does (``exporters.write_outputs``).
+Exit codes (``terrain_core.exits``): 0 done; 2 bad input (unreadable or truncated map, bad option, bad
+model file, too large, output folder not usable or in use by another run), with one line on stderr and
+nothing written; 1 an unexpected internal error; 130 interrupted, 143 terminated (nothing written); 141
+stdout closed by its reader. Every file of a run appears in DIR at the end or none does, and a failed
+re-run leaves the earlier files as they were (``output_set.OutputSet``).
 """
 
 from __future__ import annotations
@@ -23,14 +25,27 @@ from typing import Any
 import numpy as np
 
 from terrain_core import exporters
+from terrain_core.exits import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    Terminated,
+    UsageError,
+    one_line,
+    sigterm_unwinds,
+    silence_stdout,
+)
 from terrain_core.labels import LabelMapError, class_shares
+from terrain_core.output_set import OutputPathError, OutputSet
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_SIDE = 16384  # as terrain_core.runtime.MAX_SIDE
 PROG = "python -m terrain_core"
 
 
-class CliError(Exception):
+class CliError(UsageError):
     """A bad input or option: printed as one line on stderr, exit code 2."""
 
 
@@ -231,19 +246,6 @@ def resize_nearest(labels: np.ndarray, width: int, height: int) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]]
 
 
-def _check_out_dir(out: Path) -> None:
-    """Fail before generating when the output folder cannot be made or written."""
-    if out.exists() and not out.is_dir():
-        raise CliError(f"--out {out}: exists and is not a folder; choose a folder path")
-    parent = out.resolve()
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise CliError(f"--out {out}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CliError(f"--out {out}: no permission to write in {parent}")
-
-
 def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
@@ -285,20 +287,27 @@ def _model_for_runtime(model: str | None, runtime: str | None) -> str | Path | N
 
 
 def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
-    from terrain_core import imageio
-    from terrain_core.runtime import (
-        DEFAULT_OVERLAP,
-        ModelFileError,
-        RuntimeUnavailableError,
-        TerrainGenerator,
-    )
-
     t_start = time.perf_counter()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=out_stream, flush=True))
     out_dir = Path(args.out)
-    _check_out_dir(out_dir)
     if args.tile is None and args.overlap is not None:
         raise CliError("--overlap needs --tile N")
+    # The output folder is checked and locked before any work, and stays locked until the files are in.
+    try:
+        out = OutputSet(out_dir, what="--out").open()
+    except OutputPathError as e:
+        raise CliError(str(e)) from None
+    try:
+        return _generate(args, out, say, t_start, out_stream, err_stream)
+    finally:
+        out.close()
+
+
+def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out_stream, err_stream) -> int:
+    from terrain_core import imageio
+    from terrain_core.runtime import ModelFileError, RuntimeUnavailableError, TerrainGenerator
+
+    out_dir = out.folder
 
     t0 = time.perf_counter()
     try:
@@ -334,7 +343,7 @@ def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
             )
         raise CliError(
             f"a {width}x{height} map needs about {_fmt_bytes(need)} of memory even in {eff_tile}-pixel "
-            f"tiles, more than {have}; use a smaller --size (or a smaller --tile)"
+            f"tiles, more than {have}; use a smaller --size"
         )
     if (width, height) != (src_w, src_h):
         labels = resize_nearest(labels, width, height)
@@ -350,7 +359,7 @@ def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
             labels,
             seed=args.seed,
             tile=args.tile,
-            overlap=DEFAULT_OVERLAP if args.overlap is None else args.overlap,
+            overlap=args.overlap,  # None: the runtime's default, at most half the tile
             progress=_Progress(args.quiet or not err_stream.isatty(), err_stream),
         )
     except (LabelMapError, ValueError) as e:
@@ -360,6 +369,9 @@ def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
             f"out of memory generating {width}x{height}; use --tile 512 or a smaller --size"
         ) from None
     t_generate = time.perf_counter() - t0
+    if not np.isfinite(result.height).all():
+        where = args.model or "the built-in model"
+        raise CliError(f"{where}: the model produced NaN or infinite heights; its weights are broken")
 
     info = gen.info
     extra = {
@@ -382,7 +394,7 @@ def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
     try:
         files = exporters.write_outputs(
             result,
-            out_dir,
+            out,
             args.format,
             plus_one=args.plus_one,
             size_m=args.size_m,
@@ -391,7 +403,7 @@ def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
             obj_up_axis=args.obj_up,
             extra_meta=extra,
         )
-    except exporters.ExportError as e:
+    except (exporters.ExportError, ValueError) as e:
         raise CliError(str(e)) from None
     except MemoryError:
         raise CliError(f"out of memory writing the {width}x{height} outputs; use a smaller --size") from None
@@ -475,29 +487,35 @@ def main(argv: Sequence[str] | None = None, *, stdout=None, stderr=None) -> int:
     err_stream = stderr or sys.stderr
     parser = build_parser()
     try:
-        try:
-            argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
-            args = parser.parse_args(argv)
-            args.argv = argv
-        except SystemExit as e:  # --help (0)
-            return int(e.code or 0)
-        if args.command is None:
-            parser.print_help(out_stream)
-            return EXIT_USAGE
-        if args.command == "generate":
-            return cmd_generate(args, out_stream, err_stream)
-        return cmd_info(args, out_stream, err_stream)
+        with sigterm_unwinds():
+            try:
+                argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+                args = parser.parse_args(argv)
+                args.argv = argv
+            except SystemExit as e:  # --help (0)
+                return int(e.code or 0)
+            if args.command is None:
+                parser.print_help(out_stream)
+                return EXIT_USAGE
+            if args.command == "generate":
+                return cmd_generate(args, out_stream, err_stream)
+            return cmd_info(args, out_stream, err_stream)
     except CliError as e:
-        print(f"error: {e}", file=err_stream)
+        print(f"error: {one_line(e)}", file=err_stream)
         return EXIT_USAGE
+    except BrokenPipeError:  # the reader of stdout went away (`... | head`): stop quietly
+        return silence_stdout() if out_stream is sys.stdout else EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("\ninterrupted: nothing was written", file=err_stream)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("terminated: nothing was written", file=err_stream)
+        return EXIT_TERMINATED
     except Exception as e:  # a bug, not a bad input: one line, and the traceback only on request
         if os.environ.get("TERRAIN_DEBUG"):
             raise
         print(
-            f"internal error: {type(e).__name__}: {e} "
+            f"internal error: {type(e).__name__}: {one_line(e)} "
             "(set TERRAIN_DEBUG=1 for the traceback; please report it)",
             file=err_stream,
         )
