@@ -5,8 +5,10 @@
 
 For every map and seed: generate, build the terrain object, write the chosen formats into
 OUT/<map name>/seed_<seed>/, optionally render a Cycles CPU preview, and record what happened in
-OUT/summary.json. A map that fails is reported and the others continue; the exit status is 1 if any
-failed (2 for bad arguments or an unsupported Blender).
+OUT/summary.json. Each map and seed's files appear all at once or not at all (an earlier run's files stay
+as they were when a re-run fails); one batch at a time writes into OUT. A map that fails is reported and
+the others continue. Exit status: 0 all done; 1 some maps failed; 2 bad arguments, an unusable --out, no
+maps or an unsupported Blender (one line on stderr, nothing written); 130/143 interrupted/terminated.
 """
 
 from __future__ import annotations
@@ -31,14 +33,52 @@ def script_args(argv: list[str]) -> list[str]:
     return argv[argv.index("--") + 1 :] if "--" in argv else argv[1:]
 
 
+class BatchUsageError(Exception):
+    """A bad argument or an unusable Blender: one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse would print its usage block too)
+        raise BatchUsageError(f"{message} (see batch.py --help)")
+
+
+def _int_at_least(lo: int, what: str, *, zero_ok: bool = False):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
+        if v < lo and not (zero_ok and v == 0):
+            extra = " (or 0)" if zero_ok else ""
+            raise argparse.ArgumentTypeError(f"{what} must be at least {lo}{extra}, got {v}")
+        return v
+
+    return parse
+
+
+def _positive(what: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not (v > 0 and math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"{what} must be a positive number, got {text!r}")
+        return v
+
+    return parse
+
+
 def parse_args(args: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    from terrain_core.imageio import MIN_SIDE
+
+    p = _Parser(
         prog="batch.py",
         description="Generate terrain from class map images headless (Blender 4.2+ or the bpy module).",
     )
     p.add_argument("--input", "-i", nargs="+", required=True, help="map images and/or folders of them")
     p.add_argument("--out", "-o", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=_int_at_least(0, "--seed"), default=0, help="seed (default 0)")
     p.add_argument("--seeds", default="", help="several seeds: '1,2,5' or a range '0-3' (overrides --seed)")
     p.add_argument(
         "--model", default="", help=".onnx or .safetensors model file (default: the built-in model)"
@@ -48,7 +88,10 @@ def parse_args(args: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--render", action="store_true", help="render a Cycles CPU preview PNG per map and seed")
     p.add_argument("--render-size", default="640x400", help="preview size WxH (default 640x400)")
-    p.add_argument("--samples", type=int, default=16, help="Cycles samples for previews (default 16)")
+    p.add_argument(
+        "--samples", type=_int_at_least(1, "--samples"), default=16,
+        help="Cycles samples for previews (default 16)",
+    )  # fmt: skip
     p.add_argument(
         "--show-map", action="store_true", help="previews show the class map on a plane west of the terrain"
     )
@@ -56,23 +99,41 @@ def parse_args(args: list[str]) -> argparse.Namespace:
         "--contact-sheet", action="store_true", help="also write OUT/contact_sheet.png of all previews"
     )
     p.add_argument(
-        "--resolution", type=int, default=256, help="generation resolution, pixels (0 = the map's)"
-    )
-    p.add_argument("--mesh-resolution", type=int, default=0, help="mesh vertices per side (0 = per pixel)")
-    p.add_argument("--size-m", type=float, default=200.0, help="terrain size along the longer side, metres")
+        "--resolution", type=_int_at_least(MIN_SIDE, "--resolution", zero_ok=True), default=256,
+        help="generation resolution, pixels (0 = the map's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--mesh-resolution", type=_int_at_least(2, "--mesh-resolution", zero_ok=True), default=0,
+        help="mesh vertices per side (0 = per pixel)",
+    )  # fmt: skip
+    p.add_argument(
+        "--size-m", type=_positive("--size-m"), default=200.0,
+        help="terrain size along the longer side, metres",
+    )  # fmt: skip
     p.add_argument("--height-m", default="0,40", help="height range 'LO,HI' or the relief 'HI' in metres")
-    p.add_argument("--tile", type=int, default=-1, help="tile size in pixels (-1 automatic, 0 never)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for the runtime (0 = all)")
+    p.add_argument(
+        "--tile", type=_int_at_least(-1, "--tile"), default=-1,
+        help="tile size in pixels (-1 automatic, 0 never)",
+    )  # fmt: skip
+    p.add_argument(
+        "--threads", type=_int_at_least(0, "--threads"), default=0,
+        help="CPU threads for the runtime (0 = all)",
+    )  # fmt: skip
     p.add_argument(
         "--runtime", choices=("AUTO", "ONNX", "TORCH"), default="AUTO", help="runtime of the built-in model"
     )
     ns = p.parse_args(args)
+    if ns.tile > 0 and ns.tile < 32:
+        p.error(f"argument --tile: must be -1, 0 or at least 32, got {ns.tile}")
     try:
         ns.seed_list = parse_seeds(ns.seeds) if ns.seeds else [ns.seed]
         ns.format_set = parse_formats(ns.formats)
         ns.height_range = parse_height(ns.height_m)
         w, _, h = ns.render_size.lower().partition("x")
-        ns.render_wh = (int(w), int(h))
+        try:
+            ns.render_wh = (int(w), int(h))
+        except ValueError:
+            raise ValueError(f"--render-size must be WxH like 640x400, got {ns.render_size!r}") from None
         if min(ns.render_wh) < 16:
             raise ValueError("--render-size must be at least 16x16")
         if ns.samples < 1:
@@ -90,12 +151,18 @@ def parse_seeds(text: str) -> list[int]:
             continue
         a, sep, b = part.partition("-")
         if sep and a:
-            lo, hi = int(a), int(b)
+            try:
+                lo, hi = int(a), int(b)
+            except ValueError:
+                raise ValueError(f"bad seed range {part!r}") from None
             if hi < lo or hi - lo > 10000:
                 raise ValueError(f"bad seed range {part!r}")
             seeds.extend(range(lo, hi + 1))
         else:
-            seeds.append(int(part))
+            try:
+                seeds.append(int(part))
+            except ValueError:
+                raise ValueError(f"--seeds needs non-negative integers, got {text!r}") from None
     if not seeds or any(s < 0 for s in seeds):
         raise ValueError(f"--seeds needs non-negative integers, got {text!r}")
     return list(dict.fromkeys(seeds))
@@ -110,7 +177,10 @@ def parse_formats(text: str) -> set[str]:
 
 
 def parse_height(text: str) -> tuple[float, float]:
-    parts = [float(x) for x in text.split(",")]
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--height-m must be 'HI' or 'LO,HI' in metres, got {text!r}") from None
     lo, hi = (0.0, parts[0]) if len(parts) == 1 else tuple(parts)
     if len(parts) > 2 or not hi > lo:
         raise ValueError(f"--height-m must be 'HI' or 'LO,HI' with HI > LO, got {text!r}")
@@ -150,10 +220,14 @@ def check_blender(bpy) -> str | None:
 def import_addon():
     """The add-on package this script belongs to, imported by its folder name (``blender_addon`` in the
     source tree, the extension's id when installed); its parent folder goes on sys.path for that."""
+    return importlib.import_module(_addon_dir_on_path().name)
+
+
+def _addon_dir_on_path() -> Path:
     pkg_dir = Path(__file__).resolve().parent
     if str(pkg_dir.parent) not in sys.path:
         sys.path.insert(0, str(pkg_dir.parent))
-    return importlib.import_module(pkg_dir.name)
+    return pkg_dir
 
 
 def new_scene(bpy):
@@ -297,7 +371,19 @@ def contact_sheet(bpy, previews: list[tuple[str, Path]], out: Path, columns: int
 
 
 def process_one(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dict:
-    """Generate, build, export and render one map + seed; returns its summary entry (raises on failure)."""
+    """Generate, build, export and render one map + seed; returns its summary entry (raises on failure).
+
+    The files go into ``out_dir`` as one output set: all of them at the end, or (on any failure) none,
+    with an earlier run's files there left as they were."""
+    from terrain_core.output_set import OutputSet
+
+    with OutputSet(out_dir) as out:
+        meta = _process_into(bpy, addon, ns, map_path, seed, out.dir)
+        out.commit()
+    return meta
+
+
+def _process_into(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dict:
     pipeline = importlib.import_module(addon.__name__ + ".core.pipeline")
     build = importlib.import_module(addon.__name__ + ".blender.build")
     export = importlib.import_module(addon.__name__ + ".blender.export")
@@ -343,7 +429,6 @@ def process_one(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dic
         scene,
     )
     timings["build"] = time.perf_counter() - t
-    out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     t = time.perf_counter()
     res = outcome.result
@@ -385,15 +470,10 @@ def process_one(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dic
         timings["render"] = time.perf_counter() - t
     if "blend" in ns.format_set:
         t = time.perf_counter()
-        p = out_dir / "terrain.blend"
-        # Saved under a new name and renamed: Blender would keep a terrain.blend1 backup of an earlier
-        # run's file, and an interrupted save would leave a half-written terrain.blend.
-        tmp = out_dir / f".terrain.{os.getpid()}.blend"
-        try:
-            bpy.ops.wm.save_as_mainfile(filepath=str(tmp), compress=True, copy=True)
-            os.replace(tmp, p)
-        finally:
-            tmp.unlink(missing_ok=True)
+        p = out_dir / "terrain.blend"  # in the staging folder: no earlier file, so no .blend1 backup
+        bpy.ops.wm.save_as_mainfile(filepath=str(p), compress=True, copy=True)
+        if not p.is_file():
+            raise OSError(f"Blender did not write {p.name}")
         files["terrain.blend"] = p
         timings["write_blend"] = time.perf_counter() - t
     meta = {
@@ -415,22 +495,63 @@ def process_one(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the batch; returns the exit status (module docstring; ``terrain_core.exits``)."""
+    _addon_dir_on_path()  # terrain_core sits beside the add-on in the source tree
+    from terrain_core.exits import (
+        EXIT_INTERRUPTED,
+        EXIT_TERMINATED,
+        EXIT_USAGE,
+        Terminated,
+        sigterm_unwinds,
+        silence_stdout,
+    )
+    from terrain_core.output_set import OutputPathError
+
+    try:
+        with sigterm_unwinds():
+            return _run(argv)
+    except BatchUsageError as e:
+        print(f"batch.py: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OutputPathError as e:
+        print(f"batch.py: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return silence_stdout()
+    except KeyboardInterrupt:
+        print("batch.py: interrupted (finished maps are kept; nothing is half-written)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("batch.py: terminated (finished maps are kept; nothing is half-written)", file=sys.stderr)
+        return EXIT_TERMINATED
+
+
+def _run(argv: list[str] | None) -> int:
     import bpy
+
+    from terrain_core.exits import one_line
+    from terrain_core.output_set import OutputLock, check_output_dir, write_text_atomic
 
     msg = check_blender(bpy)
     if msg:
-        print(f"batch.py: {msg}", file=sys.stderr)
-        return 2
+        raise BatchUsageError(msg)
     ns = parse_args(script_args(sys.argv if argv is None else ["batch.py", "--", *argv]))
-    out = Path(ns.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(ns.out, "--out")
     addon = import_addon()
     maps, input_errors = collect_inputs(ns.input)
-    for e in input_errors:
-        print(f"batch.py: {e}", file=sys.stderr)
     if not maps:
-        print("batch.py: nothing to do (no map images found)", file=sys.stderr)
-        return 2
+        for e in input_errors:
+            print(f"batch.py: {e}", file=sys.stderr)
+        raise BatchUsageError("nothing to do (no map images found)")
+    out.mkdir(parents=True, exist_ok=True)
+    # One batch at a time per output folder: the summary then always agrees with the files.
+    with OutputLock(out):
+        for e in input_errors:
+            print(f"batch.py: {e}", file=sys.stderr)
+        return _run_maps(bpy, addon, ns, out, maps, input_errors, one_line, write_text_atomic)
+
+
+def _run_maps(bpy, addon, ns, out: Path, maps, input_errors, one_line, write_text_atomic) -> int:
     entries, previews = [], []
     t_all = time.perf_counter()
     for map_path in maps:
@@ -451,18 +572,18 @@ def main(argv: list[str] | None = None) -> int:
                 known = isinstance(e, (ValueError, OSError, RuntimeError))
                 if not known:
                     traceback.print_exc()
-                entries.append(
-                    {"ok": False, "map": str(map_path), "seed": seed, "error": f"{type(e).__name__}: {e}"}
-                )
-                print(f"[FAIL] {map_path.name} seed {seed}: {e}", file=sys.stderr)
+                reason = one_line(e)
+                error = f"{type(e).__name__}: {reason}"
+                entries.append({"ok": False, "map": str(map_path), "seed": seed, "error": error})
+                print(f"[FAIL] {map_path.name} seed {seed}: {reason}", file=sys.stderr)
     sheet = None
     if ns.contact_sheet and previews:
         try:
             sheet = contact_sheet(bpy, previews, out / "contact_sheet.png")
             print(f"contact sheet: {sheet}")
         except Exception as e:
-            print(f"[FAIL] contact sheet: {e}", file=sys.stderr)
-            input_errors.append(f"contact sheet: {e}")
+            print(f"[FAIL] contact sheet: {one_line(e)}", file=sys.stderr)
+            input_errors.append(f"contact sheet: {one_line(e)}")
     failed = [e for e in entries if not e["ok"]]
     summary = {
         "ok": not failed and not input_errors,
@@ -474,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         "contact_sheet": str(sheet) if sheet else None,
         "results": entries,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     print(
         f"{len(entries) - len(failed)} of {len(entries)} done in {summary['seconds']} s; "
         f"files in {out}/; summary {out / 'summary.json'}"

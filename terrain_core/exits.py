@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED = 130, 141, 143
@@ -67,3 +67,40 @@ def sigterm_unwinds() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def run_entry(
+    body: Callable[[], int],
+    *,
+    expected: tuple[type[BaseException], ...] = (),
+    interrupted: str = "interrupted",
+    err=None,
+) -> int:
+    """Run a command's body and map its ends to exit codes: ``UsageError``, ``OSError`` (a path that cannot
+    be written, a full disk) and the ``expected`` error types give exit 2 and one line ``error: ...``;
+    a closed stdout 141 quietly; Ctrl-C 130 and SIGTERM 143 (after ``finally`` blocks cleaned up); any
+    other exception is a bug: one line and exit 1 (``TERRAIN_DEBUG=1`` shows the traceback)."""
+    err = err or sys.stderr
+    try:
+        with sigterm_unwinds():
+            return body()
+    except BrokenPipeError:
+        return silence_stdout()
+    except (UsageError, OSError, *expected) as e:
+        print(f"error: {one_line(e)}", file=err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\n{interrupted}", file=err)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"terminated; {interrupted}", file=err)
+        return EXIT_TERMINATED
+    except Exception as e:
+        if os.environ.get("TERRAIN_DEBUG"):
+            raise
+        print(
+            f"internal error: {type(e).__name__}: {one_line(e)} "
+            "(set TERRAIN_DEBUG=1 for the traceback; please report it)",
+            file=err,
+        )
+        return EXIT_INTERNAL

@@ -153,7 +153,9 @@ def check_output_file(path: str | os.PathLike, what: str = "output file") -> Pat
     p = Path(path)
     if p.is_dir():
         raise OutputPathError(f"{what} {p} is a folder; give a file path")
-    check_output_dir(p.parent if str(p.parent) else Path("."), what=f"folder of the {what}")
+    if p.parent.exists() and not p.parent.is_dir():
+        raise OutputPathError(f"{what} {p}: {p.parent} is a file, not a folder")
+    check_output_dir(p.parent, what=f"{what} {p}: folder")
     return p
 
 

@@ -133,3 +133,92 @@ def test_a_second_run_into_the_same_folder_replaces_the_blend_without_backups(tm
     assert "terrain.blend" in names
     assert not [n for n in names if n.endswith(".blend1") or n.startswith(".terrain.")], names
     assert mtimes[1] >= mtimes[0]
+
+
+# ----------------------------------------------------------------------------------------- issue 13 cases
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def test_bad_out_and_bad_numbers_exit_2_with_one_line_before_any_work(tmp_path):
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    write_png(maps / "m.png", PALETTE[np.full((16, 16), 1, np.uint8)])
+    f = tmp_path / "file"
+    f.write_text("mine")
+    r = run_batch(["--input", str(maps), "--out", str(f)], tmp_path, timeout=120)
+    assert r.returncode == 2 and "exists and is not a folder" in one_error_line(r.stderr)
+    assert f.read_text() == "mine"
+    for bad, pattern in (
+        (["--resolution", "-5"], "--resolution must be at least 8 (or 0)"),
+        (["--tile", "-7"], "--tile must be at least -1"),
+        (["--size-m", "nan"], "--size-m must be a positive number"),
+        (["--seeds", "1,x"], "--seeds needs non-negative integers"),
+    ):
+        r = run_batch(["--input", str(maps), "--out", str(tmp_path / "o"), *bad], tmp_path, timeout=120)
+        assert r.returncode == 2 and pattern in one_error_line(r.stderr), r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_maps_that_are_too_small_truncated_or_too_large_fail_alone_with_one_line(tmp_path):
+    from bad_images import huge_header_png, short_png
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    write_png(maps / "good.png", PALETTE[np.full((16, 16), 1, np.uint8)])
+    write_png(maps / "one.png", PALETTE[np.zeros((1, 1), np.uint8)])
+    write_png(maps / "odd.png", PALETTE[np.zeros((13, 7), np.uint8)])
+    short_png(maps / "short.png", PALETTE[4], 64, 512, rows=64)
+    huge_header_png(maps / "huge.png", 20000, 20000)
+    out = tmp_path / "out"
+    r = run_batch(
+        ["--input", str(maps), "--out", str(out), "--formats", "png", "--resolution", "16"], tmp_path
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    errors = {Path(e["map"]).name: e["error"] for e in summary["results"] if not e["ok"]}
+    assert set(errors) == {"one.png", "odd.png", "short.png", "huge.png"}
+    assert "too small (1x1" in errors["one.png"] and "too small (7x13" in errors["odd.png"]
+    assert "holds 64 of 512 rows" in errors["short.png"] and "too large (20000x20000" in errors["huge.png"]
+    assert all("\n" not in e for e in errors.values()) and "Traceback" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["good", "summary.json"]  # nothing of the failed maps
+
+
+def test_a_failed_rerun_keeps_the_earlier_set_and_a_busy_folder_is_refused(tmp_path):
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    write_png(maps / "flat.png", PALETTE[np.full((16, 16), 1, np.uint8)])
+    out = tmp_path / "out"
+    args = ["--input", str(maps), "--out", str(out), "--formats", "blend,obj,png", "--resolution", "16"]
+    r = run_batch(args, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = out / "flat" / "seed_0"
+    # A re-run at another height range whose commit cannot place one file: every earlier file stays as it
+    # was (terrain.obj used to be at the new range while meta.json and terrain.blend kept the old one).
+    (d / "terrain.mtl").unlink()
+    (d / "terrain.mtl").mkdir()
+    before = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+    # A killed earlier run's staging folder, which this run must remove.
+    (d / ".terrain-partial-999999-dead" / "new").mkdir(parents=True)
+    r = run_batch([*args, "--height-m", "100,300"], tmp_path)
+    assert r.returncode == 1 and "in the way" in r.stderr, r.stdout + r.stderr
+    assert {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in d.iterdir() if p.name.startswith(".")) == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed"] == 1 and "\n" not in summary["results"][0]["error"]
+    # Another live run holds the folder: refused at once, before any work, and nothing changes.
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = {"pid": holder.pid, "host": os.uname().nodename, "time": 1e12, "id": "x"}
+        (out / ".terrain-output.lock").write_text(json.dumps(lock))
+        summary_before = (out / "summary.json").read_bytes()
+        r = run_batch(args, tmp_path, timeout=120)
+        assert r.returncode == 2 and "in use by another run" in one_error_line(r.stderr)
+        assert (out / "summary.json").read_bytes() == summary_before
+    finally:
+        holder.kill()
+        holder.wait()

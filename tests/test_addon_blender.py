@@ -190,8 +190,15 @@ def test_fill_clear_random_save_and_load(scene, tmp_path):
         bpy.ops.terrain.load_map(filepath=str(tmp_path / "soft.png"))
         lab = paint.map_labels(img)
         assert lab.shape == (20, 30) and (lab[:, :15] == 1).all() and (lab[:, 15:] == 5).all()
-        with pytest.raises(RuntimeError, match="not found"):
+        with pytest.raises(RuntimeError, match="no such file"):
             bpy.ops.terrain.load_map(filepath=str(tmp_path / "missing.png"))
+        # Blender would pad a PNG whose data stops early; the strict check refuses it, and the map stays.
+        from bad_images import short_png
+
+        short_png(tmp_path / "short.png", PALETTE[0], 32, 64, rows=8)
+        with pytest.raises(RuntimeError, match="holds 8 of 64 rows"):
+            bpy.ops.terrain.load_map(filepath=str(tmp_path / "short.png"))
+        assert np.array_equal(paint.map_labels(img), lab)
 
 
 def test_painting_by_pixels_is_read_back(scene):
@@ -382,7 +389,7 @@ def test_live_preview_debounces_and_replaces(scene, monkeypatch):
             s.live_mode = False
 
 
-def test_export_writes_all_files(scene, tmp_path):
+def test_export_writes_all_files(scene, tmp_path, monkeypatch):
     s = scene.terrain_gan
     s.height_min_m, s.height_max_m = 10.0, 110.0
     paint_half_mountains(s.paint_image)
@@ -420,6 +427,24 @@ def test_export_writes_all_files(scene, tmp_path):
     assert (s0.astype(int).sum(-1) + s1.astype(int).sum(-1) == 255).all()
     assert s0[5, 2, 0] == 255 and s1[5, 29, 1] == 255  # water west, mountains east
     assert json.loads((tmp_path / "meta.json").read_text())["seed"] == ob[build.META_KEY]["seed"]
+
+    # A second export that fails while writing (the disk fills up during the meshes, after the images)
+    # leaves the first set as it was, byte for byte, and no staging folder or lock behind.
+    from blender_addon.blender import export as export_mod
+
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def disk_full(context, ob, out_dir, **kw):
+        (out_dir / "terrain.obj").write_bytes(b"v 0 0")
+        raise OSError(28, "No space left on device")
+
+    s.height_min_m, s.height_max_m = 500.0, 900.0
+    monkeypatch.setattr(export_mod, "export_mesh_files", disk_full)
+    with _ctx():
+        bpy.context.view_layer.objects.active = ob
+        with pytest.raises(RuntimeError, match="Export failed: .*No space left"):
+            bpy.ops.terrain.export(directory=str(tmp_path))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_sync_generate_runs_in_worker_thread_safe_code():

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from terrain_core.exits import run_entry
 from terrain_core.labels import CLASS_NAMES, NUM_CLASSES, PALETTE
+from terrain_core.output_set import check_output_dir
 from training.data.crops import RegionSplit, WorldMap, draw_boxes, extract, is_featureful, source_columns
 from training.data.files import DataFileError, atomic_write, save_png
 from training.data.segment import (
@@ -211,12 +213,12 @@ def build(args) -> dict:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise BuildError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     if (out / "manifest.json").exists() and not args.overwrite:
         raise BuildError(f"{out} already holds a dataset (manifest.json); pass --overwrite or another --out")
     override = read_override(args.classes) if args.classes else None
     t0 = time.perf_counter()
     world, info = load_source(args)
+    out.mkdir(parents=True, exist_ok=True)  # only once the source is read: a bad source leaves no folder
     t_source = time.perf_counter() - t0
     log(f"source {info['source']}: {world.shape[1]}x{world.shape[0]} map in {t_source:.1f}s", args.quiet)
 
@@ -439,17 +441,20 @@ def check_args(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes as ``terrain_core.exits``: 2 with one line for bad arguments, data or output paths."""
     args = parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         check_args(args)
+        check_output_dir(args.out, "--out")  # before reading any source
         build(args)
-    except (BuildError, DataFileError, SegmentationError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return run_entry(
+        body,
+        expected=(BuildError, DataFileError, SegmentationError, ValueError),
+        interrupted="interrupted; files written so far are complete (rerun with --resume to finish)",
+    )
 
 
 if __name__ == "__main__":

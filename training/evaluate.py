@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from terrain_core.exits import run_entry
 from terrain_core.labels import CLASS_NAMES, NUM_CLASSES, labels_from_rgb
+from terrain_core.output_set import check_output_file, write_text_atomic
 from terrain_core.relief_metrics import (
     BorderStep,
     border_step,
@@ -57,13 +59,9 @@ class MapSet:
 
 
 def _read(path: Path) -> np.ndarray:
-    from PIL import Image
+    from training.data.files import read_image
 
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im)
-    except OSError as e:
-        raise EvalError(f"cannot read {path}: {e}") from None
+    return read_image(path, EvalError)
 
 
 def list_names(root: Path) -> list[str]:
@@ -545,7 +543,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classifier-steps", type=int, default=300)
     p.add_argument("--cell-size-m", type=float, default=None, help="pixel size in metres (for slope angles)")
     args = p.parse_args(argv)
-    try:
+
+    def body() -> int:
+        if args.out:  # before the evaluation: a bad --out would otherwise fail only at the end
+            check_output_file(args.out, "--out")
         res = evaluate(
             args.model,
             args.data,
@@ -556,24 +557,18 @@ def main(argv: list[str] | None = None) -> int:
             classifier_steps=args.classifier_steps,
             cell_size_m=args.cell_size_m,
         )
-    except EvalError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - a bad model file gets the runtime's own clear message
-        from terrain_core.runtime import ModelFileError
+        text = json.dumps(res, indent=2)
+        if args.out:
+            out = Path(args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(out, text + "\n")
+        print(_summary(res), file=sys.stderr)
+        print(text)
+        return 0
 
-        if isinstance(e, ModelFileError):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        raise
-    text = json.dumps(res, indent=2)
-    print(text)
-    print(_summary(res), file=sys.stderr)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
-    return 0
+    from terrain_core.runtime import ModelFileError
+
+    return run_entry(body, expected=(EvalError, ModelFileError))
 
 
 if __name__ == "__main__":

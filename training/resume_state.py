@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from terrain_core.output_set import atomic_file
 
 FORMAT = "terrain-gan-resume/1"
 PREFIXES = ("g.", "d.", "ema.")
@@ -64,14 +64,8 @@ def save_resume_state(trainer, path: str | Path, *, history: list[dict[str, Any]
         "history": json.dumps([*(history or []), run]),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:  # the one single-file helper: temp name, one permission rule, rename
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

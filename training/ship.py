@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from terrain_core.exits import UsageError, run_entry
 from terrain_core.export import METADATA_KEY, install_default
-from terrain_core.output_set import OutputSet
+from terrain_core.output_set import OutputSet, check_output_dir, write_text_atomic
 
 
 def headline(evaluation: dict[str, Any], sanity: dict[str, Any]) -> dict[str, Any]:
@@ -76,35 +77,49 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     run, data = Path(a.run), Path(a.data)
     stem = run / "export" / "model"
-    if not a.no_export:
-        from training.train import main as train_main
 
-        args = ["--out", str(run), "--data", str(data), "--export-only"]
-        if a.checkpoint:
-            args += ["--checkpoint", a.checkpoint]
-        if train_main(args) != 0:
-            return 1
-    from terrain_core.runtime import TerrainGenerator
-    from training.evaluate import evaluate
-    from training.sanity import semantic_checks
+    def body() -> int:
+        # Before any work: the run folder must exist and its export folder (and, unless --no-install,
+        # the built-in models folder) must be writable.
+        if not run.is_dir():
+            raise UsageError(f"--run {run}: no such run folder")
+        check_output_dir(run / "export", "export folder")
+        if not a.no_install:
+            from terrain_core.runtime import MODELS_DIR
 
-    try:
+            check_output_dir(MODELS_DIR, "models folder")
+        if not a.no_export:
+            from training.train import main as train_main
+
+            args = ["--out", str(run), "--data", str(data), "--export-only"]
+            if a.checkpoint:
+                args += ["--checkpoint", a.checkpoint]
+            code = train_main(args)
+            if code != 0:
+                return code
+        from terrain_core.runtime import TerrainGenerator
+        from training.evaluate import evaluate
+        from training.sanity import semantic_checks
+
         onnx = stem.with_suffix(".onnx")
         ev = evaluate(str(onnx), str(data), split="val", size=a.size, max_maps=a.max_maps)
         sanity = semantic_checks(TerrainGenerator.load(onnx), size=max(a.size, 192))
-    except ValueError as e:  # EvalError, ModelFileError: a missing export, bad data; the message says which
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    report = {"evaluation": ev, "sanity": sanity}
-    (run / "export" / "evaluation.json").write_text(json.dumps(report, indent=1, default=float))
-    head = headline(ev, sanity)
-    update_provenance(stem, {"evaluation": head})
-    print(json.dumps(head, indent=1, default=float))
-    if not a.no_install:
-        paths = install_default(stem)
-        state = write_resume_state(run, Path(a.checkpoint) if a.checkpoint else None, DEFAULT_RESUME_STATE)
-        print("installed " + ", ".join(str(x) for x in [*paths, state]))
-    return 0
+        report = {"evaluation": ev, "sanity": sanity}
+        write_text_atomic(run / "export" / "evaluation.json", json.dumps(report, indent=1, default=float))
+        head = headline(ev, sanity)
+        update_provenance(stem, {"evaluation": head})
+        print(json.dumps(head, indent=1, default=float))
+        if not a.no_install:
+            paths = install_default(stem)
+            checkpoint = Path(a.checkpoint) if a.checkpoint else None
+            state = write_resume_state(run, checkpoint, DEFAULT_RESUME_STATE)
+            print("installed " + ", ".join(str(x) for x in [*paths, state]))
+        return 0
+
+    from training.checkpoint import CheckpointError
+
+    # ValueError: EvalError, ModelFileError, a missing export, bad data; the message says which.
+    return run_entry(body, expected=(ValueError, CheckpointError))
 
 
 DEFAULT_RESUME_STATE = Path(__file__).resolve().parent / "resume" / "default-state.safetensors"

@@ -903,11 +903,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes as ``terrain_core.exits`` (2: bad arguments, config, data, checkpoint or --out, one
+    line), plus 3 when training diverged."""
+    from terrain_core.exits import UsageError as CommonUsageError
+    from terrain_core.exits import run_entry
+    from terrain_core.output_set import check_output_dir
+    from training.data.files import DataFileError
+    from training.vgg import VGGWeightsError
+
     args = build_parser().parse_args(argv)
     run_dir = Path(args.out)
     is_main = int(os.environ.get("RANK", "0")) == 0
     log = print if is_main else (lambda *a, **k: None)
-    try:
+
+    def body() -> int:
+        try:
+            return run(args)
+        except TrainingDiverged as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 3
+
+    def run(args) -> int:
+        check_output_dir(run_dir, "--out")  # before any work: a file there, or no permission
+        if (args.resume or args.export_only) and not run_dir.is_dir():
+            flag = "--resume" if args.resume else "--export-only"
+            raise UsageError(f"{flag}: no checkpoint: there is no run folder at {run_dir}; check --out")
         config_src = args.config
         if not config_src and (args.resume or args.export_only) and (run_dir / "config.toml").is_file():
             config_src = str(run_dir / "config.toml")
@@ -947,21 +967,20 @@ def main(argv: list[str] | None = None) -> int:
             log=log,
         )
         return 0
-    except (ConfigError, UsageError, ckpt.CheckpointError, TrainingDiverged, D.DeviceError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3 if isinstance(e, TrainingDiverged) else 2
-    except ValueError as e:
-        # Data and VGG weight errors name the file and the fix: no traceback for those.
-        from training.data.files import DataFileError
-        from training.vgg import VGGWeightsError
 
-        if isinstance(e, (DataFileError, VGGWeightsError)):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        raise
-    except KeyboardInterrupt:
-        print("\ninterrupted; resume with --resume (from the last latest.pt)", file=sys.stderr)
-        return 130
+    return run_entry(
+        body,
+        expected=(
+            CommonUsageError,
+            ConfigError,
+            UsageError,
+            ckpt.CheckpointError,
+            D.DeviceError,
+            DataFileError,
+            VGGWeightsError,
+        ),
+        interrupted="interrupted; resume with --resume (from the last latest.pt)",
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ import bpy
 import numpy as np
 from bpy.props import StringProperty
 
+from terrain_core.exits import one_line
 from terrain_core.exporters import height_to_uint16, splat_masks
 from terrain_core.labels import LabelMapError
+from terrain_core.output_set import OutputSet, atomic_file
 from terrain_core.result import to_uint8
 
 from ..core.maps import map_checksum, resize_nearest
@@ -31,9 +33,8 @@ def write_height_exr(path: Path, height_m: np.ndarray, scene) -> Path:
     saved = (st.file_format, st.color_depth, st.color_mode, st.exr_codec)
     try:
         st.file_format, st.color_depth, st.color_mode, st.exr_codec = "OPEN_EXR", "32", "BW", "ZIP"
-        tmp = path.with_name("." + path.name + ".part.exr")
-        img.save_render(str(tmp), scene=scene)
-        tmp.replace(path)
+        with atomic_file(path) as tmp:  # the temporary name keeps the .exr suffix Blender goes by
+            img.save_render(str(tmp), scene=scene)
     finally:
         st.file_format, st.color_depth, st.color_mode, st.exr_codec = saved
         bpy.data.images.remove(img)
@@ -170,24 +171,35 @@ class TERRAIN_OT_export(bpy.types.Operator):
                     "the map was repainted since this terrain was generated, so splat masks would not match "
                     "it: regenerate, or untick Splat masks"
                 )
-            files = write_maps(
-                out,
-                scene=context.scene,
-                height_m=height_m,
-                height_range_m=(float(meta["height_min_m"]), float(meta["height_max_m"])),
-                texture=texture if s.export_texture else None,
-                labels=labels,
-                height=s.export_height,
-                splats=s.export_splats,
-            )
-            files.update(export_mesh_files(context, ob, out, obj=s.export_obj, glb=s.export_glb))
-            meta_path = out / "meta.json"
-            meta_path.write_text(json.dumps({**meta.to_dict(), "files": sorted(files)}, indent=2))
+            # One output set: every file appears at the end or none does; a failed export keeps the
+            # folder's earlier files as they were.
+            with OutputSet(out, what="export folder") as staged:
+                files = _export_into(context, ob, meta, staged.dir, height_m, texture, labels, s)
+                files = staged.commit()
         except (LabelMapError, OSError, RuntimeError, ValueError) as e:
-            self.report({"ERROR"}, f"Export failed: {e}")
+            self.report({"ERROR"}, f"Export failed: {one_line(e)}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"Exported {len(files)} files to {out}")
         return {"FINISHED"}
+
+
+def _export_into(context, ob, meta, out: Path, height_m, texture, labels, s) -> dict[str, Path]:
+    """Write the chosen files of one terrain into ``out`` (the output set's staging folder)."""
+    files = write_maps(
+        out,
+        scene=context.scene,
+        height_m=height_m,
+        height_range_m=(float(meta["height_min_m"]), float(meta["height_max_m"])),
+        texture=texture if s.export_texture else None,
+        labels=labels,
+        height=s.export_height,
+        splats=s.export_splats,
+    )
+    files.update(export_mesh_files(context, ob, out, obj=s.export_obj, glb=s.export_glb))
+    meta_path = out / "meta.json"
+    meta_path.write_text(json.dumps({**meta.to_dict(), "files": sorted(files)}, indent=2))
+    files["meta.json"] = meta_path
+    return files
 
 
 CLASSES_EXPORT = (TERRAIN_OT_export,)

@@ -8,6 +8,7 @@ import bpy
 import numpy as np
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
+from terrain_core.imageio import MAX_SIDE, MIN_SIDE, check_image_file
 from terrain_core.labels import CLASSES, PALETTE, LabelMapError
 
 from ..core import maps
@@ -319,17 +320,26 @@ class TERRAIN_OT_load_map(bpy.types.Operator):
 
 
 def read_map_file(path: str) -> np.ndarray:
-    """Class ids of an image file read by Blender (no Pillow inside Blender); refuses non-maps clearly."""
+    """Class ids of an image file read by Blender (no Pillow inside Blender); refuses non-maps clearly.
+
+    The strict checks of ``terrain_core.imageio.check_image_file`` run first: the header's size against the
+    limits (before Blender decodes anything) and a PNG's data for completeness (Blender pads a truncated
+    PNG's missing rows)."""
     p = Path(bpy.path.abspath(path))
-    if not p.is_file():
-        raise LabelMapError(f"{p}: file not found")
+    header = check_image_file(p, min_side=MIN_SIDE, max_side=MAX_SIDE)
     try:
         img = bpy.data.images.load(str(p), check_existing=False)
     except RuntimeError as e:
         raise LabelMapError(f"{p}: Blender cannot read this image ({str(e).strip()[:200]})") from None
     try:
-        if img.size[0] == 0 or img.size[1] == 0:
+        w, h = img.size
+        if w == 0 or h == 0:
             raise LabelMapError(f"{p}: the image is empty or not an image")
+        if header is not None and (w, h) != header:
+            hw, hh = header
+            raise LabelMapError(f"{p}: Blender read {w}x{h} pixels, the file's header says {hw}x{hh}")
+        if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
+            raise LabelMapError(f"{p}: a map needs {MIN_SIDE}..{MAX_SIDE} pixels per side, got {w}x{h}")
         arr = image_array(img)
         try:
             return maps.labels_from_rgb_array(arr)

@@ -470,6 +470,10 @@ def load_earth(quiet: bool = False, download: bool = True) -> tuple[WorldMap, di
 
 
 # ---------------------------------------------------------------------------------------- user maps
+USER_MAP_MIN_SIDE = 64  # smaller "global" maps hold no crop worth training on (and 1x1 is a broken export)
+USER_MAP_MAX_SIDE = 1 << 16  # global maps are large by nature (43200 px at 30 arc seconds)
+
+
 def load_user_maps(
     terrain_path: Path,
     height_path: Path,
@@ -477,21 +481,32 @@ def load_user_maps(
     lon_span: float,
     height_range_m: tuple[float, float],
 ) -> tuple[WorldMap, dict]:
-    """A user's global terrain (RGB) + height (8- or 16-bit gray) maps over the same extent."""
-    from PIL import Image
+    """A user's global terrain (RGB) + height (8- or 16-bit gray) maps over the same extent.
 
-    Image.MAX_IMAGE_PIXELS = None  # the user's own global maps are large by nature
+    Read strictly (``terrain_core.imageio.open_image``: truncated files refused); the two maps must have
+    the same proportions (the height may have another resolution and is then resampled to the terrain's).
+    """
+    from terrain_core.imageio import MapReadError, open_image
+
     for p in (terrain_path, height_path):
         if not p.is_file():
             raise EarthDataError(f"{p} does not exist")
     try:
-        with Image.open(terrain_path) as im:
+        with open_image(terrain_path, min_side=USER_MAP_MIN_SIDE, max_side=USER_MAP_MAX_SIDE) as im:
             terrain = np.asarray(im.convert("RGB"))
-        with Image.open(height_path) as im:
+        with open_image(height_path, min_side=USER_MAP_MIN_SIDE, max_side=USER_MAP_MAX_SIDE) as im:
             mode = im.mode
             hraw = np.asarray(im)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise EarthDataError(f"cannot read the maps {terrain_path} / {height_path}: {e}") from None
+    except MapReadError as e:
+        raise EarthDataError(str(e)) from None
+    th, tw = terrain.shape[:2]
+    hh, hw = hraw.shape[:2]
+    # Same extent means the same proportions: to within one pixel of rounding at the smaller map's size.
+    if abs(tw * hh - hw * th) > max(tw, hw, th, hh):
+        raise EarthDataError(
+            f"the terrain map is {tw}x{th} pixels but the height map {hw}x{hh}: they must cover the same "
+            "extent (the same proportions); crop or scale one of them to match"
+        )
     if hraw.ndim == 3:
         if not (np.array_equal(hraw[..., 0], hraw[..., 1]) and np.array_equal(hraw[..., 0], hraw[..., 2])):
             raise EarthDataError(f"{height_path} is a colour image; a height map must be grayscale")

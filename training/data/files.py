@@ -15,6 +15,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GRAY, RGB, PALETTE_T, GRAY_ALPHA, RGBA = 0, 2, 3, 4, 6
 
 
+DATA_MAX_SIDE = 1 << 16  # dataset images are crops; anything larger is not one of ours
+
+
 class DataFileError(ValueError):
     """A data file is missing, unreadable or of the wrong kind; the message names it and says what to do."""
 
@@ -44,15 +47,16 @@ def read_png_header(path: Path, error: type[Exception] = DataFileError) -> PngHe
 
 
 def read_image(path: Path, error: type[Exception] = DataFileError) -> np.ndarray:
-    """Decode a PNG/JPEG fully; a truncated or corrupt file raises DataFileError naming it."""
-    from PIL import Image
+    """Decode an image fully and strictly (``terrain_core.imageio.open_image``: a truncated or corrupt
+    file, or a PNG whose data stops early, raises ``error`` naming it)."""
+    from terrain_core.imageio import MapReadError, open_image
 
     try:
-        with Image.open(path) as im:
-            im.load()
+        with open_image(path, min_side=1, max_side=DATA_MAX_SIDE) as im:
             arr = np.asarray(im)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise error(f"{path} is corrupt or unreadable ({e}); re-create or remove it") from None
+    except MapReadError as e:
+        detail = str(e).removeprefix(f"{path}: ").split("; ")[0]
+        raise error(f"{path} is corrupt or unreadable ({detail}); re-create or remove it") from None
     return arr
 
 
