@@ -909,6 +909,7 @@ def main(argv: list[str] | None = None) -> int:
     from terrain_core.exits import run_entry
     from terrain_core.output_set import check_output_dir
     from training.data.files import DataFileError
+    from training.resume_state import ResumeStateError
     from training.vgg import VGGWeightsError
 
     args = build_parser().parse_args(argv)
@@ -977,6 +978,7 @@ def main(argv: list[str] | None = None) -> int:
             ckpt.CheckpointError,
             D.DeviceError,
             DataFileError,
+            ResumeStateError,
             VGGWeightsError,
         ),
         interrupted="interrupted; resume with --resume (from the last latest.pt)",
