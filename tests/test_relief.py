@@ -17,7 +17,7 @@ from terrain_core.relief_metrics import (
     layout_detail_correlation,
     mean_slope_by_class,
 )
-from training.losses import border_zones, diversity_loss, high_pass, slope_stats_loss
+from training.losses import border_zones, detail_stats_loss, diversity_loss, high_pass, slope_stats_loss
 
 # ------------------------------------------------------------------------------------ relief measures
 
@@ -155,6 +155,42 @@ def test_diversity_loss_rewards_different_detail_up_to_the_cap():
     # a shift of the whole map is layout, not detail: the high pass removes it
     assert float(diversity_loss((a,), (a + 3.0,))) == pytest.approx(0.0, abs=1e-5)
     assert high_pass(torch.ones(1, 1, 8, 8)).abs().max() < 1e-6
+
+
+def test_diversity_loss_land_mask_ignores_differences_on_water():
+    torch.manual_seed(0)
+    a = torch.randn(1, 1, 16, 16)
+    b = a.clone()
+    b[..., :8] += torch.randn(1, 1, 16, 8)  # differs only on the left half
+    water_left = torch.zeros(1, 1, 16, 16)
+    water_left[..., 8:] = 1.0  # land: the right half
+    assert float(diversity_loss((a,), (b,), cap=10.0, mask=water_left)) > -0.2  # only the high-pass bleed
+    assert float(diversity_loss((a,), (b,), cap=10.0)) < -0.3
+
+
+def test_detail_stats_loss_penalises_speckled_water_and_flat_land():
+    lab = np.zeros((32, 32), np.uint8)
+    lab[:, 16:] = 5  # water | mountains
+    oh = onehot_of(lab)
+    torch.manual_seed(0)
+    real = torch.zeros(1, 3, 32, 32)
+    real[..., 16:] = torch.randn(1, 3, 32, 16) * 0.1  # detailed land, smooth water
+    assert float(detail_stats_loss(real, real.clone(), oh)) == 0.0
+    speckled = real.clone()
+    speckled[..., :16] += torch.randn(1, 3, 32, 16) * 0.1
+    flat_land = real.clone()
+    flat_land[..., 16:] = 0.0
+    assert float(detail_stats_loss(speckled, real, oh)) > 1.0
+    assert float(detail_stats_loss(flat_land, real, oh)) > 1.0
+    # loop reference for one sample: per class, |log mean|hp fake| - log mean|hp real||
+    hp_f, hp_r = high_pass(speckled).abs().mean(1)[0], high_pass(real).abs().mean(1)[0]
+    ref = np.mean(
+        [
+            abs(np.log(float(hp_f[m].mean()) + 1e-3) - np.log(float(hp_r[m].mean()) + 1e-3))
+            for m in (torch.from_numpy(lab == 0), torch.from_numpy(lab == 5))
+        ]
+    )
+    assert float(detail_stats_loss(speckled, real, oh)) == pytest.approx(ref, rel=1e-4)
 
 
 # ----------------------------------------------------------------------------- noise in the modulation

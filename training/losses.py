@@ -153,17 +153,40 @@ def slope_stats_loss(
         return finite_differences(h.float()).pow(2).sum(1).add(1e-12).sqrt()  # [N, H, W]
 
     cells = onehot.float()[:, :, None] * border_zones(onehot, near_px)[:, None]  # [N, C, 2, H, W]
-    count = cells.sum((3, 4))  # [N, C, 2]
+    # eps: heights are -1..1, so 1e-4 is about a tenth of the flattest real interiors' mean slope per pixel
+    return _cell_log_ratio(grad_mag(fake_h), grad_mag(real_h), cells, min_px, eps=1e-4)
+
+
+def _cell_log_ratio(
+    fake: torch.Tensor, real: torch.Tensor, cells: torch.Tensor, min_px: int, eps: float
+) -> torch.Tensor:
+    """mean over cells with >= min_px pixels of |log(mean fake + eps) - log(mean real + eps)|;
+    fake, real [N, H, W] >= 0, cells [N, K..., H, W] 0/1 masks."""
+    count = cells.sum((-2, -1))  # [N, K...]
     valid = count >= min_px
     if not bool(valid.any()):
-        return fake_h.sum() * 0.0
+        return fake.sum() * 0.0
+    extra = (None,) * (cells.dim() - 3)
 
-    def cell_means(h: torch.Tensor) -> torch.Tensor:
-        return (cells * grad_mag(h)[:, None, None]).sum((3, 4)) / count.clamp(min=1.0)
+    def means(x: torch.Tensor) -> torch.Tensor:
+        return (cells * x[(slice(None), *extra)]).sum((-2, -1)) / count.clamp(min=1.0)
 
-    eps = 1e-4  # heights are -1..1: about a tenth of the flattest real interiors' mean slope per pixel
-    diff = (torch.log(cell_means(fake_h) + eps) - torch.log(cell_means(real_h).detach() + eps)).abs()
+    diff = (torch.log(means(fake) + eps) - torch.log(means(real).detach() + eps)).abs()
     return diff[valid].mean()
+
+
+def detail_stats_loss(
+    fake_rgb: torch.Tensor, real_rgb: torch.Tensor, onehot: torch.Tensor, min_px: int = 16
+) -> torch.Tensor:
+    """Per-class matching of texture detail: mean over (sample, class) of |log mean|high_pass(fake)| -
+    log mean|high_pass(real)||, on the shaded RGB [N, 3, H, W] (-1..1). Flat water stays flat and land
+    gets the detail of its class: the counterweight of :func:`diversity_loss`, which pays for detail
+    that differs between seeds whether or not the class has any."""
+
+    def detail(x: torch.Tensor) -> torch.Tensor:
+        return high_pass(x.float()).abs().mean(1)  # [N, H, W]
+
+    return _cell_log_ratio(detail(fake_rgb), detail(real_rgb), onehot.float(), min_px, eps=1e-3)
 
 
 def high_pass(x: torch.Tensor, k: int = 9) -> torch.Tensor:
@@ -172,17 +195,26 @@ def high_pass(x: torch.Tensor, k: int = 9) -> torch.Tensor:
 
 
 def diversity_loss(
-    a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...], cap: float = 0.05
+    a: tuple[torch.Tensor, ...],
+    b: tuple[torch.Tensor, ...],
+    cap: float = 0.05,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mode seeking (Mao et al. 2019; Yang et al. 2019): minus the capped mean L1 distance between the
     detail (:func:`high_pass`) of two outputs of the same maps with different noise.
 
     ``a`` and ``b``: matching tuples of [N, C, H, W] outputs (e.g. height and texture). Per sample and
     output the distance is capped at ``cap`` (so that G is not paid for noise beyond the real detail);
-    the loss is minus their mean, in [-cap, 0].
+    the loss is minus their mean, in [-cap, 0]. ``mask`` [N, 1, H, W] (0/1): where detail may differ,
+    e.g. land only (paying for differences on water speckled the water in a first run).
     """
     dists = []
     for x, y in zip(a, b, strict=True):
-        d = (high_pass(x.float()) - high_pass(y.float())).abs().flatten(1).mean(1)  # [N]
+        diff = (high_pass(x.float()) - high_pass(y.float())).abs()  # [N, C, H, W]
+        if mask is None:
+            d = diff.flatten(1).mean(1)  # [N]
+        else:
+            m = mask.float().expand_as(diff)
+            d = (diff * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1.0)
         dists.append(d.clamp(max=cap))
     return -torch.stack(dists).mean()

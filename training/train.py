@@ -40,6 +40,7 @@ import torch
 from training import checkpoint as ckpt
 from training import distributed as D
 from training.losses import (
+    detail_stats_loss,
     discriminator_losses,
     diversity_loss,
     feature_matching,
@@ -294,6 +295,9 @@ class Trainer:
                 if cfg.slope_stats_weight:
                     terms["slope_stats"] = slope_stats_loss(out.height, real_h, onehot)
                     weights["slope_stats"] = cfg.slope_stats_weight
+                if cfg.detail_stats_weight:
+                    terms["detail_stats"] = detail_stats_loss(out.rgb, real_rgb, onehot)
+                    weights["detail_stats"] = cfg.detail_stats_weight
                 if cfg.diversity_weight:
                     # The first k maps again with another seed (z and noise), no D pass: their detail
                     # should differ (mode seeking).

@@ -86,11 +86,14 @@ class TrainConfig:
     # Per class and zone (near a land-class border / inside) matching of the mean slope to the real map's
     # (training.losses.slope_stats_loss): against steps along painted borders and flat interiors.
     slope_stats_weight: float = 0.0
+    # Per class matching of the shaded texture's detail (training.losses.detail_stats_loss).
+    detail_stats_weight: float = 0.0
     # Mode seeking: minus the capped detail distance between two seeds of the same maps
     # (training.losses.diversity_loss), on the first diversity_samples maps of the batch (one more G pass).
     diversity_weight: float = 0.0
     diversity_cap: float = 0.05  # per-sample mean |detail difference| beyond which it pays nothing
     diversity_samples: int = 2
+    diversity_land_only: bool = True  # water's detail is not paid for (it speckled the water otherwise)
     r1_gamma: float = 0.0  # R1 penalty on real data (gamma/2 * E|grad D(real)|^2); 0 = off
     r1_every: int = 16  # lazy R1: every this many steps, scaled up by the same factor
 
