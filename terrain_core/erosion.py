@@ -82,7 +82,7 @@ PRESETS: dict[str, ErosionSettings] = {
 
 
 def settings_for(strength: str | float, iterations: int | None = None) -> ErosionSettings:
-    """The settings of a named level, or of ``medium`` with K and diffusion scaled by a number (1 = medium)."""
+    """The settings of a named level, or ``medium``'s with K and diffusion scaled by a number (1 = medium)."""
     if isinstance(strength, str):
         if strength not in PRESETS:
             raise ErosionError(f"unknown erosion level {strength!r}; use one of {', '.join(LEVELS)}")
@@ -91,14 +91,18 @@ def settings_for(strength: str | float, iterations: int | None = None) -> Erosio
         try:
             k = float(strength)
         except (TypeError, ValueError):
-            raise ErosionError(f"erosion strength must be a level name or a number, got {strength!r}") from None
+            raise ErosionError(
+                f"erosion strength must be a level name or a number, got {strength!r}"
+            ) from None
         if not (math.isfinite(k) and 0.0 <= k <= 10.0):
             raise ErosionError(f"erosion strength must be in 0..10 (1 = medium), got {strength!r}")
         m = PRESETS["medium"]
         s = replace(m, fluvial_k=m.fluvial_k * k, diffusion_m2=m.diffusion_m2 * k, steps=m.steps if k else 0)
     if iterations is not None:
-        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or not (
-            0 <= iterations <= 1000
+        if (
+            isinstance(iterations, bool)
+            or not isinstance(iterations, (int, np.integer))
+            or not (0 <= iterations <= 1000)
         ):
             raise ErosionError(f"erosion iterations must be an integer in 0..1000, got {iterations!r}")
         s = replace(s, steps=int(iterations))
@@ -194,9 +198,8 @@ def erode(
     meta = {"level": strength if isinstance(strength, str) else float(strength), **asdict(settings)}
 
     erod_class = np.asarray(ERODIBILITY)[lab].reshape(-1)
-    hard = hardness_field(
-        shape, int(seed), settings.hardness_variation, settings.hardness_scale_px
-    ).reshape(-1)
+    hs = settings
+    hard = hardness_field(shape, int(seed), hs.hardness_variation, hs.hardness_scale_px).reshape(-1)
     k_node = settings.fluvial_k * erod_class * hard
     kappa = settings.diffusion_m2 * np.maximum(erod_class, 0.3) * np.where(water, 0.0, 1.0)
     tan_talus = np.tan(np.radians(np.asarray(TALUS_DEG)))[lab].reshape(-1)
@@ -393,4 +396,3 @@ def _diffuse(
         dz[w2] = 0.0
         z2 += dz
     return z2.reshape(-1), gone
-

@@ -88,7 +88,6 @@ def _basin_graph(zf: np.ndarray, basin: np.ndarray, shape: tuple[int, int]):
     """Lowest pass between every pair of touching basins: arrays (b1, b2, level, node1, node2)."""
     h, w = shape
     bz = basin.reshape(h, w)
-    z2 = zf.reshape(h, w)
     parts = []
     for dr, dc in _PAIRS:
         c0, c1 = max(0, -dc), w - max(0, dc)

@@ -63,6 +63,7 @@ def test_terrain_core_imports_in_a_python_without_torch_bpy_pillow_scipy():
         "    sys.modules[m] = None\n"
         "import terrain_core, terrain_core.labels, terrain_core.config\n"
         "import terrain_core.noise, terrain_core.result\n"
+        "import terrain_core.erosion, terrain_core.flow, terrain_core.flow_metrics\n"
         "import importlib.util\n"
         "for m in ('terrain_core.runtime', 'terrain_core.exporters', 'terrain_core.imageio'):\n"
         "    if importlib.util.find_spec(m) is not None:\n"

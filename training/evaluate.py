@@ -315,6 +315,7 @@ def evaluate(
     max_maps: int = 32,
     classifier_steps: int = 300,
     cell_size_m: float | None = None,
+    flow: bool = False,
     log=_stderr,
 ) -> dict[str, Any]:
     from terrain_core.runtime import TerrainGenerator
@@ -448,6 +449,10 @@ def evaluate(
         diversity["layout_correlation"] = float(corrs[:, 0].mean())
         diversity["detail_correlation"] = float(corrs[:, 1].mean())
 
+    out_flow = None
+    if flow:  # off by default: erosion per map adds about a second per 256-pixel map
+        out_flow, eroded = flow_realism(ev.labels, ev.height, hgt[0], (lo, hi), float(cell_size_m or 30.0))
+        out_flow["relief_eroded"] = relief_figures(eroded, ev.height, ev.labels, zk)
     return {
         "model": str(model),
         "model_name": info.get("name"),
@@ -461,6 +466,7 @@ def evaluate(
         "height": height,
         "relief": relief,
         "diversity": diversity,
+        **({"flow": out_flow} if out_flow is not None else {}),
         "seconds": {"generate": round(t_gen, 2), "total": round(time.time() - t0, 2)},
     }
 
@@ -504,6 +510,47 @@ def relief_figures(gen_h: np.ndarray, real_h: np.ndarray, labels: np.ndarray, zk
     }
 
 
+def flow_realism(
+    labels: np.ndarray,
+    real: np.ndarray,
+    generated: np.ndarray,
+    height_range_m: tuple[float, float],
+    cell_size_m: float,
+    level: str = "medium",
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Closed-depression share and drainage tau (terrain_core.flow_metrics) of the real heights, the
+    generated ones and the generated ones eroded at ``level``: per set the mean and p10..p90 over maps,
+    and the share of maps inside the real p10..p90. Heights [N, H, W] in -1..1; labels [N, H, W].
+    Also returns the eroded heights [N, H, W] in -1..1 (for the relief figures)."""
+    from terrain_core.erosion import erode
+    from terrain_core.flow_metrics import flow_metrics
+
+    lo, hi = float(height_range_m[0]), float(height_range_m[1])
+    sets: dict[str, list[dict[str, Any]]] = {"real": [], "generated": [], f"generated_{level}": []}
+    eroded = np.zeros_like(generated)
+    for i, (lab, hr, hg) in enumerate(zip(labels, real, generated, strict=True)):
+        zr, zg = (lo + (h.astype(np.float64) + 1.0) * 0.5 * (hi - lo) for h in (hr, hg))
+        sets["real"].append(flow_metrics(zr, lab, cell_size_m=cell_size_m))
+        sets["generated"].append(flow_metrics(zg, lab, cell_size_m=cell_size_m))
+        e = erode(zg, lab, strength=level, cell_size_m=cell_size_m, seed=0)
+        sets[f"generated_{level}"].append(flow_metrics(e.height_m, lab, cell_size_m=cell_size_m))
+        eroded[i] = 2.0 * (e.height_m - lo) / (hi - lo) - 1.0
+    out: dict[str, Any] = {"cell_size_m": cell_size_m, "erosion_level": level}
+    for metric in ("closed_depression_share", "drainage_tau"):
+        vals = {k: np.array([m[metric] for m in v if m[metric] is not None], float) for k, v in sets.items()}
+        r10, r90 = np.percentile(vals["real"], [10, 90]) if len(vals["real"]) else (np.nan, np.nan)
+        out[metric] = {
+            k: {
+                "mean": float(v.mean()) if len(v) else None,
+                "p10": float(np.percentile(v, 10)) if len(v) else None,
+                "p90": float(np.percentile(v, 90)) if len(v) else None,
+                "in_real_p10_p90": float(np.mean((v >= r10) & (v <= r90))) if len(v) else None,
+            }
+            for k, v in vals.items()
+        }
+    return out, eroded
+
+
 def _summary(r: dict[str, Any]) -> str:
     s, lk, h, d = r["segmentation"], r["shadow_leak"], r["height"], r["diversity"]
     gen, ceil = s["generated"], s["real_ceiling"]
@@ -542,6 +589,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-maps", type=int, default=32)
     p.add_argument("--classifier-steps", type=int, default=300)
     p.add_argument("--cell-size-m", type=float, default=None, help="pixel size in metres (for slope angles)")
+    p.add_argument(
+        "--flow", action="store_true",
+        help="also closed-depression share and drainage tau: real, generated, generated + medium erosion",
+    )  # fmt: skip
     args = p.parse_args(argv)
 
     def body() -> int:
@@ -556,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
             max_maps=args.max_maps,
             classifier_steps=args.classifier_steps,
             cell_size_m=args.cell_size_m,
+            flow=args.flow,
         )
         text = json.dumps(res, indent=2)
         if args.out:
