@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from terrain_core import exporters
+from terrain_core.erosion import LEVELS
 from terrain_core.exits import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERNAL,
@@ -184,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GB",
         help="refuse runs estimated to need more (default: the memory available now)",
     )
+    g.add_argument(
+        "--erosion", choices=LEVELS, default="off",
+        help="erode the generated relief (rivers, talus, sediment) and write flow.png, deposition.png, "
+        "wear.png beside the splat maps; default off (docs/EROSION.md)",
+    )  # fmt: skip
+    g.add_argument(
+        "--erosion-steps", type=_int_range(0, 1000, "--erosion-steps"), default=None, metavar="N",
+        help="erosion steps instead of the level's own (expert)",
+    )  # fmt: skip
     g.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     i = sub.add_parser("info", help="print a model's metadata")
     i.add_argument("--model", metavar="PATH", help=".onnx or .safetensors model (default: built-in)")
@@ -292,6 +302,8 @@ def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
     out_dir = Path(args.out)
     if args.tile is None and args.overlap is not None:
         raise CliError("--overlap needs --tile N")
+    if args.erosion == "off" and args.erosion_steps:
+        raise CliError("--erosion-steps needs --erosion light, medium or strong")
     # The output folder is checked and locked before any work, and stays locked until the files are in.
     try:
         out = OutputSet(out_dir, what="--out").open()
@@ -372,6 +384,7 @@ def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out
     if not np.isfinite(result.height).all():
         where = args.model or "the built-in model"
         raise CliError(f"{where}: the model produced NaN or infinite heights; its weights are broken")
+    masks, erosion_meta = _erode(result, args, say)
 
     info = gen.info
     extra = {
@@ -390,6 +403,8 @@ def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out
         "command": " ".join([PROG, *args.argv]),
         "timings": {"read_map": t_read, "generate": t_generate},
     }
+    if erosion_meta is not None:
+        extra["erosion"] = erosion_meta
     t0 = time.perf_counter()
     try:
         files = exporters.write_outputs(
@@ -402,6 +417,7 @@ def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out
             obj_step=args.obj_step,
             obj_up_axis=args.obj_up,
             extra_meta=extra,
+            masks=masks,
         )
     except (exporters.ExportError, ValueError) as e:
         raise CliError(str(e)) from None
@@ -422,6 +438,46 @@ def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out
         f"total {time.perf_counter() - t_start:.2f} s"
     )
     return EXIT_OK
+
+
+def _erode(result, args: argparse.Namespace, say) -> tuple[dict | None, dict | None]:
+    """Erode ``result`` in place of its height when ``--erosion`` asks; the masks and meta.json's entry."""
+    if args.erosion == "off":
+        return None, None
+    from terrain_core import erosion
+
+    h, w = result.size
+    cell = args.size_m / w if args.size_m else args.cell_size or exporters.DEFAULT_CELL_SIZE_M
+    try:
+        eroded = erosion.erode(
+            result.height_m,
+            result.labels,
+            strength=args.erosion,
+            iterations=args.erosion_steps,
+            cell_size_m=float(cell),
+            seed=args.seed,
+        )
+    except erosion.ErosionError as e:
+        raise CliError(f"--erosion: {e}") from None
+    except MemoryError:
+        raise CliError(f"out of memory eroding {w}x{h}; use a smaller --size") from None
+    result.height = erosion.eroded_result(result, eroded).height
+    result.timings["erosion"] = eroded.seconds
+    images, encodings = erosion.mask_images(eroded)
+    b = eroded.balance
+    say(
+        f"erosion: {args.erosion}, {eroded.settings['steps']} steps in {eroded.seconds:.2f} s; "
+        f"{b['eroded_m3'] / 1e6:.1f} million m3 moved, {b['outflow_m3'] / 1e6:.1f} out to water and edges"
+    )
+    meta = {
+        "level": args.erosion,
+        "cell_size_m": float(cell),
+        "seed": args.seed,
+        "settings": eroded.settings,
+        "balance_m3": b,
+        "masks": encodings if "splat" in args.format else {},
+    }
+    return (images if "splat" in args.format else None), meta
 
 
 def cmd_info(args: argparse.Namespace, out_stream, err_stream) -> int:

@@ -396,3 +396,39 @@ def _diffuse(
         dz[w2] = 0.0
         z2 += dz
     return z2.reshape(-1), gone
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+MASK_FILES = ("flow.png", "deposition.png", "wear.png")
+
+
+def mask_images(eroded: Eroded) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """The three masks as [H, W] float32 in 0..1 (for 16-bit PNGs) and how to read them back (meta.json).
+
+    flow: log drainage area, 0 = one cell, 1 = the largest catchment of the map (rivers bright);
+    deposition and wear: metres divided by the map's largest value (its ``scale_m``).
+    """
+    cells = np.maximum(eroded.flow.astype(np.float64) / max(float(eroded.flow.min()), 1e-12), 1.0)
+    log_max = float(np.log(cells.max()))
+    flow01 = (np.log(cells) / log_max if log_max > 0 else np.zeros_like(cells)).astype(np.float32)
+    images = {"flow.png": flow01}
+    info: dict[str, dict] = {
+        "flow.png": {
+            "encoding": "uint16 v; drainage area in cells = exp(v / 65535 * log_area_max)",
+            "log_area_max": log_max,
+        }
+    }
+    for name, arr in (("deposition.png", eroded.deposition), ("wear.png", eroded.wear)):
+        scale = float(arr.max())
+        images[name] = (arr / scale if scale > 0 else np.zeros_like(arr)).astype(np.float32)
+        info[name] = {"encoding": "uint16 v; metres = v / 65535 * scale_m", "scale_m": scale}
+    return images, info
+
+
+def eroded_result(result, eroded: Eroded):
+    """A copy of a ``TerrainResult`` with the eroded height (normalised with the result's own range)."""
+    lo, hi = result.height_range_m
+    norm = 2.0 * (eroded.height_m.astype(np.float64) - lo) / (hi - lo) - 1.0
+    timings = {**result.timings, "erosion": eroded.seconds}
+    return replace(result, height=norm.astype(np.float32), timings=timings)

@@ -664,6 +664,7 @@ def write_outputs(
     obj_up_axis: str = "y",
     splat_soften_px: float = SPLAT_SOFTEN_PX,
     extra_meta: dict[str, Any] | None = None,
+    masks: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Path]:
     """Write the chosen files of ``result`` into ``out_dir``; returns {file name: path}.
 
@@ -674,6 +675,8 @@ def write_outputs(
     ``plus_one``: height files and mesh on (H + 1) x (W + 1) corner samples (module docstring).
     ``size_m`` is the terrain's width in metres (default: ``cell_size_m`` per pixel, else
     ``DEFAULT_CELL_SIZE_M``). ``extra_meta`` is merged into meta.json (e.g. the inputs given to the CLI).
+    ``masks`` {file name: [H, W] 0..1} are written as 16-bit grayscale PNGs beside the splat maps (the
+    erosion masks ``flow.png``, ``deposition.png``, ``wear.png``).
     Raises ``ValueError`` for bad arguments and ``ExportError`` when writing fails.
     """
     fmts = parse_formats(formats)
@@ -691,11 +694,11 @@ def write_outputs(
 
     if isinstance(out_dir, OutputSet):
         return _write_set(result, out_dir, fmts, plus_one, cell, obj_step, obj_up_axis, splat_soften_px,
-                          extra_meta)  # fmt: skip
+                          extra_meta, masks)  # fmt: skip
     try:
         with OutputSet(out_dir) as out:
             return _write_set(result, out, fmts, plus_one, cell, obj_step, obj_up_axis, splat_soften_px,
-                              extra_meta)  # fmt: skip
+                              extra_meta, masks)  # fmt: skip
     except OutputPathError as e:
         raise ExportError(str(e)) from e
 
@@ -710,6 +713,7 @@ def _write_set(
     obj_up_axis: str,
     splat_soften_px: float,
     extra_meta: dict[str, Any] | None,
+    masks: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Path]:
     tmp = out.dir
     timings: dict[str, float] = {}
@@ -737,6 +741,9 @@ def _write_set(
                 s0, s1 = splat_masks(result.labels, soften_px=splat_soften_px)
                 write_rgba_png(tmp / "splat_0.png", s0)
                 write_rgba_png(tmp / "splat_1.png", s1)
+                for name, mask in (masks or {}).items():  # 0..1 -> uint16 through the height encoding
+                    write_height_png16(tmp / name, 2.0 * np.asarray(mask, dtype=np.float32) - 1.0)
+                    written[name] = tmp / name
             elif fmt == "obj":
                 # The mesh spans the texture's full extent with plus_one (corners), else pixel centres.
                 obj = write_obj(
