@@ -12,4 +12,5 @@ SECTIONS = (
     "obj_export",
     "tiled",
     "train_step",
+    "erosion",
 )

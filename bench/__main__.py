@@ -22,6 +22,7 @@ MODULES = {
     "obj_export": "bench.sec_obj",
     "tiled": "bench.sec_tiled",
     "train_step": "bench.sec_train",
+    "erosion": "bench.sec_erosion",
 }
 
 

@@ -181,7 +181,34 @@ def task_train_step(args: dict, threads: int) -> dict:
     return out
 
 
-TASKS = {"attention": task_attention, "generate": task_generate, "train_step": task_train_step}
+def task_erode(args: dict, threads: int) -> dict:
+    """terrain_core.erosion.erode on a saved height and class map, timed, with the process peak."""
+    from terrain_core.erosion import erode
+
+    height = np.load(args["height"])
+    labels = np.load(args["labels"])
+    m = Meter()
+    t0 = time.perf_counter()
+    e = erode(height, labels, strength=args.get("level", "medium"), cell_size_m=30.0, seed=0)
+    dt = time.perf_counter() - t0
+    out = m.done()
+    b = e.balance
+    out.update(
+        seconds=dt,
+        peak_rss=peak_rss_bytes() if not m.exact else max(m.peak_before_reset, out["peak_during"]),
+        shape=list(e.height_m.shape),
+        finite=bool(np.isfinite(e.height_m).all()),
+        balance_error=abs(b["eroded_m3"] - b["deposited_m3"] - b["outflow_m3"]) / max(b["eroded_m3"], 1e-9),
+    )
+    return out
+
+
+TASKS = {
+    "attention": task_attention,
+    "generate": task_generate,
+    "train_step": task_train_step,
+    "erode": task_erode,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -120,6 +120,10 @@ def parse_args(args: list[str]) -> argparse.Namespace:
         help="CPU threads for the runtime (0 = all)",
     )  # fmt: skip
     p.add_argument(
+        "--erosion", choices=("off", "light", "medium", "strong"), default="off",
+        help="erode the relief (docs/EROSION.md); writes flow/deposition/wear.png with the png format",
+    )  # fmt: skip
+    p.add_argument(
         "--runtime", choices=("AUTO", "ONNX", "TORCH"), default="AUTO", help="runtime of the built-in model"
     )
     ns = p.parse_args(args)
@@ -405,6 +409,7 @@ def _process_into(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> d
         height_min_m=ns.height_range[0],
         height_max_m=ns.height_range[1],
         tile=None if ns.tile < 0 else ns.tile,
+        erosion=ns.erosion,
     )
     outcome = pipeline.run_generation(req)
     timings.update({k: v for k, v in outcome.timings.items() if k != "worker_total"})
@@ -423,6 +428,7 @@ def _process_into(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> d
                 size_m=req.size_m,
                 height_min_m=req.height_min_m,
                 height_max_m=req.height_max_m,
+                erosion=req.erosion,
             ),
             pack="blend" in ns.format_set,
         ),
@@ -444,6 +450,7 @@ def _process_into(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> d
                 labels=res.labels if "png" in ns.format_set else None,
                 height=True,
                 splats="png" in ns.format_set,
+                masks=outcome.masks,
             )
         )
         if "png" not in ns.format_set:  # exr only: drop the 16-bit PNG written beside it
@@ -487,6 +494,7 @@ def _process_into(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> d
         "size_m": ns.size_m,
         "height_range_m": list(ns.height_range),
         "height_m_min_max": [float(outcome.height_m.min()), float(outcome.height_m.max())],
+        "erosion": outcome.erosion or {"level": "off"},
         "files": sorted(files),
         "timings_s": {k: round(v, 4) for k, v in {**timings, **btimes}.items()},
     }

@@ -59,13 +59,15 @@ class ErosionSettings:
     area_exponent: float = 0.5  # m in K A^m S (n = 1)
     deposition_g: float = 1.0  # share of passing sediment a one-cell catchment drops (xi-q's G); 0 = none
     deposition_slope: float = 0.05  # slope (m/m) at which that share halves
-    diffusion_m2: float = 60.0  # hillslope diffusivity * dt per step at erodibility 1, m^2; 0 = none
+    # hillslope diffusivity * dt / cell^2 per step at erodibility 1 (in cell areas, so that the same level
+    # does the same at any cell size); 0 = none
+    diffusion: float = 0.05
     talus_rate: float = 0.4  # share of the over-steep excess that slides per step; 0 = no talus
     hardness_variation: float = 0.5  # spread (log) of the seeded rock-hardness field; 0 = uniform
     hardness_scale_px: int = 12  # size of its features, pixels
 
     def __post_init__(self):
-        if self.steps < 0 or self.fluvial_k < 0 or self.diffusion_m2 < 0 or self.deposition_g < 0:
+        if self.steps < 0 or self.fluvial_k < 0 or self.diffusion < 0 or self.deposition_g < 0:
             raise ErosionError("erosion settings must not be negative")
         if not 0 <= self.talus_rate <= 0.5:
             raise ErosionError(f"talus_rate must be in 0..0.5, got {self.talus_rate}")
@@ -75,9 +77,9 @@ class ErosionSettings:
 # the painted class borders to talus slopes and starts channels without losing peaks.
 PRESETS: dict[str, ErosionSettings] = {
     "off": ErosionSettings(steps=0, fluvial_k=0.0),
-    "light": ErosionSettings(steps=3, fluvial_k=6.0e-3, diffusion_m2=30.0),
-    "medium": ErosionSettings(steps=6, fluvial_k=1.0e-2, diffusion_m2=40.0),
-    "strong": ErosionSettings(steps=10, fluvial_k=2.0e-2, diffusion_m2=60.0),
+    "light": ErosionSettings(steps=3, fluvial_k=6.0e-3, diffusion=0.033),
+    "medium": ErosionSettings(steps=6, fluvial_k=1.0e-2, diffusion=0.044),
+    "strong": ErosionSettings(steps=10, fluvial_k=2.0e-2, diffusion=0.067),
 }
 
 
@@ -97,7 +99,7 @@ def settings_for(strength: str | float, iterations: int | None = None) -> Erosio
         if not (math.isfinite(k) and 0.0 <= k <= 10.0):
             raise ErosionError(f"erosion strength must be in 0..10 (1 = medium), got {strength!r}")
         m = PRESETS["medium"]
-        s = replace(m, fluvial_k=m.fluvial_k * k, diffusion_m2=m.diffusion_m2 * k, steps=m.steps if k else 0)
+        s = replace(m, fluvial_k=m.fluvial_k * k, diffusion=m.diffusion * k, steps=m.steps if k else 0)
     if iterations is not None:
         if (
             isinstance(iterations, bool)
@@ -201,7 +203,7 @@ def erode(
     hs = settings
     hard = hardness_field(shape, int(seed), hs.hardness_variation, hs.hardness_scale_px).reshape(-1)
     k_node = settings.fluvial_k * erod_class * hard
-    kappa = settings.diffusion_m2 * np.maximum(erod_class, 0.3) * np.where(water, 0.0, 1.0)
+    kappa = settings.diffusion * area * np.maximum(erod_class, 0.3) * np.where(water, 0.0, 1.0)  # m^2
     tan_talus = np.tan(np.radians(np.asarray(TALUS_DEG)))[lab].reshape(-1)
     del hard, erod_class
 
@@ -280,7 +282,7 @@ def erode(
         del drop_share, source, lake
 
         # 5. Hillslope diffusion (explicit, conservative); nothing flows out of water into land.
-        if settings.diffusion_m2 > 0:
+        if settings.diffusion > 0:
             z, gone = _diffuse(z, shape, kappa, cell, water)
             outflow += gone * area
         if progress is not None:

@@ -222,3 +222,25 @@ def test_a_failed_rerun_keeps_the_earlier_set_and_a_busy_folder_is_refused(tmp_p
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_batch_erosion_writes_masks_and_rejects_a_bad_level(tmp_path):
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    lab = np.zeros((32, 32), np.uint8)
+    lab[:, 12:] = 3
+    lab[6:26, 20:] = 5
+    write_png(maps / "ridge.png", PALETTE[lab])
+    out = tmp_path / "out"
+    args = ["--input", str(maps), "--out", str(out), "--formats", "png", "--resolution", "32"]
+    r = run_batch([*args, "--erosion", "medium"], tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    run_dir = next(p.parent for p in out.rglob("meta.json") if p.parent != out)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["erosion"]["level"] == "medium" and meta["erosion"]["eroded_m3"] > 0
+    assert {"flow.png", "deposition.png", "wear.png"} <= set(meta["files"])
+    Image = pytest.importorskip("PIL.Image")
+    flow = np.array(Image.open(run_dir / "flow.png"))
+    assert flow.dtype == np.uint16 and flow.shape == (32, 32) and flow.max() >= 65534
+    r = run_batch([*args, "--erosion", "extreme"], tmp_path, timeout=120)
+    assert r.returncode == 2 and "--erosion" in r.stderr and "invalid choice" in r.stderr

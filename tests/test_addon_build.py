@@ -83,6 +83,8 @@ def test_zip_contents_and_manifest(built_zip):
         and not any("training" in n or "tests/" in n for n in names)
     )
     assert "terrain_core/models/default.onnx" in core_names and "terrain_core/runtime.py" in core_names
+    # erosion is numpy only: these pure-Python modules are all any platform's zip needs for it
+    assert {f"terrain_core/{m}.py" for m in ("erosion", "flow", "flow_metrics")} <= core_names
     assert not any(
         n.startswith(("terrain_core/nn/", "training/")) or n.endswith("cli.py") for n in core_names
     )
@@ -148,6 +150,7 @@ CHILD = textwrap.dedent(
         bpy.context.scene.terrain_gan.random_seed = 3
         bpy.ops.terrain.random_map()
         bpy.context.scene.terrain_gan.resolution = 32
+        bpy.context.scene.terrain_gan.erosion = "MEDIUM"  # numpy only: nothing beyond the zip either
         t0 = time.perf_counter()
         gen = bpy.ops.terrain.generate()
         t_gen = time.perf_counter() - t0
@@ -160,6 +163,8 @@ CHILD = textwrap.dedent(
     print("RESULT " + json.dumps({
         "install": sorted(inst), "t_install": t_install, "enabled": enabled, "generate": sorted(gen),
         "t_generate": t_gen, "vertices": len(ob.data.vertices) if ob else 0,
+        "erosion": ob["terrain_gan"].get("erosion") if ob else None,
+        "mask_image": bool(ob and ob["terrain_gan"].get("mask_image") in bpy.data.images),
         "modules": {
             m: getattr(sys.modules[m], "__file__", None) for m in BLOCKED | {mod} if m in sys.modules
         },
@@ -195,6 +200,7 @@ def test_installed_zip_generates_without_project_or_extra_packages(built_zip, tm
     res = json.loads(line[len("RESULT ") :])
     assert res["install"] == ["FINISHED"] and res["enabled"] and res["generate"] == ["FINISHED"]
     assert res["vertices"] == 32 * 32 and res["prefs_runtime"] == "AUTO"
+    assert res["erosion"] == "medium" and res["mask_image"]  # eroded inside Blender from the zip alone
     assert res["refused"] == ["PIL"] and res["pil_hidden"]  # only the control import was refused
     mods = res["modules"]
     for name in ("onnxruntime", "terrain_core", "bl_ext.user_default.terrain_gan"):

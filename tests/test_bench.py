@@ -61,3 +61,19 @@ def test_section_json_and_table():
     assert d["ratio"] == 0.5 and d["rows"][1]["a"] == 12345.0
     text = table(d["rows"])
     assert "12,345" in text and "z" in text and text.splitlines()[0].split() == ["a", "b"]
+
+
+def test_smoke_erosion(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--only", "erosion", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    sec = json.loads(out.read_text())["sections"]["erosion"]
+    assert sec["status"] in ("PASS", "MISS") and sec["ratio"] > 0
+    assert sec["checks"]["huge_finite"] is True and sec["checks"]["huge_balance_error"] < 0.01
+    assert sec["checks"]["peak_rss_bytes"] > 0 and sec["checks"]["scale_ratio"] > 0

@@ -147,6 +147,76 @@ def terrain_material(name: str, image, created=None):
     return mat
 
 
+# Colours the mask material mixes over the generated texture (linear RGB).
+ROCK_RGB = (0.16, 0.15, 0.14, 1.0)
+SEDIMENT_RGB = (0.55, 0.49, 0.38, 1.0)
+WET_RGB = (0.35, 0.37, 0.40, 1.0)  # multiplied in: darker, slightly cool
+
+
+def mask_material(name: str, image, mask_image, created=None):
+    """The terrain material with the erosion masks mixed over ``image``.
+
+    ``mask_image`` holds flow (R, log drainage area), deposition (G) and wear (B) in 0..1. Rock colour where
+    the ground was worn or is steep (from the surface normal), lighter sediment where material was laid
+    down, and darker, glossier ground along the channels (the wet look of flow).
+    """
+    mat = terrain_material(name, image, created=created)
+    nt = mat.node_tree
+    bsdf = next(n for n in nt.nodes if n.type == "BSDF_PRINCIPLED")
+    tex = next(n for n in nt.nodes if n.type == "TEX_IMAGE")
+    x0, y0 = tex.location.x, tex.location.y
+    masks = nt.nodes.new("ShaderNodeTexImage")
+    masks.image = mask_image
+    masks.extension = "EXTEND"
+    masks.location = (x0 - 300, y0 - 350)
+    sep = nt.nodes.new("ShaderNodeSeparateColor")
+    sep.location = (x0, y0 - 350)
+    nt.links.new(masks.outputs["Color"], sep.inputs["Color"])
+
+    def map_range(value_socket, lo, hi, to_lo=0.0, to_hi=1.0, at=(0, 0)):
+        m = nt.nodes.new("ShaderNodeMapRange")
+        m.location = at
+        nt.links.new(value_socket, m.inputs["Value"])
+        m.inputs["From Min"].default_value, m.inputs["From Max"].default_value = lo, hi
+        m.inputs["To Min"].default_value, m.inputs["To Max"].default_value = to_lo, to_hi
+        return m.outputs["Result"]
+
+    def mix(factor_socket, a_socket, b_rgba, blend="MIX", at=(0, 0)):
+        m = nt.nodes.new("ShaderNodeMix")
+        m.data_type, m.blend_type, m.clamp_factor = "RGBA", blend, True
+        m.location = at
+        nt.links.new(factor_socket, m.inputs[0])
+        nt.links.new(a_socket, m.inputs[6])
+        m.inputs[7].default_value = b_rgba
+        return m.outputs[2]
+
+    geo = nt.nodes.new("ShaderNodeNewGeometry")
+    geo.location = (x0, y0 - 650)
+    up = nt.nodes.new("ShaderNodeSeparateXYZ")
+    up.location = (x0 + 180, y0 - 650)
+    nt.links.new(geo.outputs["Normal"], up.inputs["Vector"])
+    steep = map_range(up.outputs["Z"], 0.85, 0.6, at=(x0 + 360, y0 - 650))  # about 30..55 degrees
+    worn = map_range(sep.outputs["Blue"], 0.0, 0.35, at=(x0 + 180, y0 - 450))
+    rock = nt.nodes.new("ShaderNodeMath")
+    rock.operation, rock.location = "MAXIMUM", (x0 + 540, y0 - 500)
+    nt.links.new(steep, rock.inputs[0])
+    nt.links.new(worn, rock.inputs[1])
+    rock_f = map_range(rock.outputs["Value"], 0.0, 1.0, 0.0, 0.75, at=(x0 + 700, y0 - 500))
+    sediment = map_range(sep.outputs["Green"], 0.0, 0.3, 0.0, 0.7, at=(x0 + 180, y0 - 250))
+    wet = map_range(sep.outputs["Red"], 0.55, 0.9, at=(x0 + 180, y0 - 100))
+    c = mix(rock_f, tex.outputs["Color"], ROCK_RGB, at=(x0 + 900, y0))
+    c = mix(sediment, c, SEDIMENT_RGB, at=(x0 + 1100, y0))
+    c = mix(wet, c, WET_RGB, blend="MULTIPLY", at=(x0 + 1300, y0))
+    nt.links.new(c, bsdf.inputs["Base Color"])
+    nt.links.new(map_range(wet, 0.0, 1.0, 0.9, 0.35, at=(x0 + 1300, y0 - 300)), bsdf.inputs["Roughness"])
+    bsdf.location = (x0 + 1600, bsdf.location.y)
+    out = next((n for n in nt.nodes if n.type == "OUTPUT_MATERIAL"), None)
+    if out is not None:
+        out.location = (x0 + 1900, out.location.y)
+    nt.nodes.active = tex
+    return mat
+
+
 def material_image(mat):
     """The image of a terrain material's texture node (None if there is none)."""
     if mat is None or mat.node_tree is None:
@@ -167,6 +237,7 @@ class BuildOptions:
     use_shaded: bool = False
     height_min_m: float = 0.0
     height_max_m: float = 40.0
+    use_masks: bool = True  # with erosion masks: the mask material (False: the plain texture material)
     matrix_world: object = None  # mathutils.Matrix of the paint plane (None = identity)
     collection: object = None  # where to link the object (None = the scene's collection)
     metadata: dict = field(default_factory=dict)
@@ -202,7 +273,16 @@ def build_terrain(outcome, opts: BuildOptions, scene, replace=None):
         else:
             me = new_grid_mesh(opts.name, outcome.grid, created=created)
         t_mesh = time.perf_counter()
-        mat = terrain_material(f"{opts.name} material", tex_img, created=created)
+        masks = getattr(outcome, "masks", None)
+        mask_img = None
+        if masks is not None:  # flow, deposition, wear as one RGB image (the material reads its channels)
+            rgb = np.stack([masks["flow.png"], masks["deposition.png"], masks["wear.png"]], axis=-1)
+            mask_img = new_image(f"{opts.name} erosion masks", rgb, non_color=True, created=created)
+            mask_img.use_fake_user = True  # Export reads it by name even with the plain material
+        if mask_img is not None and opts.use_masks:
+            mat = mask_material(f"{opts.name} material", tex_img, mask_img, created=created)
+        else:
+            mat = terrain_material(f"{opts.name} material", tex_img, created=created)
         me.materials.append(mat)
         ob = created.add(bpy.data.objects.new(opts.name, me))
         if opts.mesh_mode == "DISPLACE":
@@ -219,10 +299,13 @@ def build_terrain(outcome, opts: BuildOptions, scene, replace=None):
             ob.matrix_world = opts.matrix_world
         meta = dict(opts.metadata)
         meta.update(texture_image=tex_img.name, height_image=height_img.name, mesh_mode=opts.mesh_mode)
+        if mask_img is not None:
+            meta["mask_image"] = mask_img.name
         ob[META_KEY] = meta
         (opts.collection or scene.collection).objects.link(ob)
         if opts.pack:
-            for img in (tex_img, height_img) + ((disp_img,) if opts.mesh_mode == "DISPLACE" else ()):
+            extra = ((disp_img,) if opts.mesh_mode == "DISPLACE" else ()) + ((mask_img,) if mask_img else ())
+            for img in (tex_img, height_img) + extra:
                 pack_image(img)
         t_done = time.perf_counter()
     except BaseException:
@@ -244,7 +327,7 @@ def remove_terrain(ob) -> None:
     meta = dict(ob.get(META_KEY, {}))
     me = ob.data if ob.type == "MESH" else None
     mats = [m for m in (me.materials if me else []) if m is not None]
-    images = {bpy.data.images.get(meta.get(k, "")) for k in ("texture_image", "height_image")}
+    images = {bpy.data.images.get(meta.get(k, "")) for k in ("texture_image", "height_image", "mask_image")}
     textures = [m.texture for m in ob.modifiers if m.type == "DISPLACE" and m.texture is not None]
     images |= {t.image for t in textures if getattr(t, "image", None) is not None}
     images |= {material_image(m) for m in mats}

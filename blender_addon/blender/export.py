@@ -52,8 +52,13 @@ def write_maps(
     labels: np.ndarray | None = None,
     height: bool = True,
     splats: bool = True,
+    masks: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Path]:
-    """Image outputs of one terrain into ``out_dir``; returns {file name: path}."""
+    """Image outputs of one terrain into ``out_dir``; returns {file name: path}.
+
+    ``masks``: the erosion masks {flow.png, deposition.png, wear.png: [H, W] 0..1}, written as 16-bit PNGs
+    beside the splat maps when ``splats`` is on.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     if height:
@@ -71,7 +76,21 @@ def write_maps(
         s0, s1 = splat_masks(labels, soften_px=1.0)
         files["splat_0.png"] = write_png(out_dir / "splat_0.png", s0)
         files["splat_1.png"] = write_png(out_dir / "splat_1.png", s1)
+    if splats and masks:
+        for name, m in masks.items():
+            v = np.rint(np.clip(np.asarray(m, np.float64), 0.0, 1.0) * 65535.0).astype(np.uint16)
+            files[name] = write_png(out_dir / name, v)
     return files
+
+
+def terrain_masks(ob) -> dict[str, np.ndarray] | None:
+    """The erosion masks of a generated terrain object, read back from its mask image (None: no erosion)."""
+    meta = ob.get(META_KEY) or {}
+    img = bpy.data.images.get(meta.get("mask_image", ""))
+    if img is None:
+        return None
+    a = image_array(img)
+    return {"flow.png": a[..., 0].copy(), "deposition.png": a[..., 1].copy(), "wear.png": a[..., 2].copy()}
 
 
 def export_mesh_files(context, ob, out_dir: Path, *, obj: bool = False, glb: bool = False) -> dict[str, Path]:
@@ -194,6 +213,7 @@ def _export_into(context, ob, meta, out: Path, height_m, texture, labels, s) -> 
         labels=labels,
         height=s.export_height,
         splats=s.export_splats,
+        masks=terrain_masks(ob),
     )
     files.update(export_mesh_files(context, ob, out, obj=s.export_obj, glb=s.export_glb))
     meta_path = out / "meta.json"

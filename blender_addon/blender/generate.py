@@ -43,7 +43,7 @@ def runtime_settings() -> dict:
 
 
 def request_from_scene(
-    context, *, seed=None, image=None, resolution=None, mesh_resolution=None
+    context, *, seed=None, image=None, resolution=None, mesh_resolution=None, erosion=None
 ) -> GenerateRequest:
     """The panel's settings as a plain request (reads the map pixels here, on the main thread)."""
     s = context.scene.terrain_gan
@@ -69,6 +69,7 @@ def request_from_scene(
         height_max_m=float(s.height_max_m),
         tile=tile,
         flat_grid=s.mesh_mode == "DISPLACE",
+        erosion=(s.erosion if erosion is None else erosion).lower(),
     ).validated()
 
 
@@ -110,11 +111,13 @@ def finish(context, req: GenerateRequest, outcome, *, target: str = "", preview:
         height_min_m=float(req.height_min_m),
         height_max_m=float(req.height_max_m),
         preview=bool(preview),
+        erosion=req.erosion,
     )
     opts = BuildOptions(
         name=PREVIEW_NAME if preview else (replace.name if replace is not None else TERRAIN_NAME),
         mesh_mode="DISPLACE" if req.flat_grid else "MESH",
         use_shaded=bool(s.use_shaded),
+        use_masks=bool(s.erosion_material),
         height_min_m=req.height_min_m,
         height_max_m=req.height_max_m,
         matrix_world=placement_matrix(plane, req.size_m, beside=preview or s.placement == "BESIDE"),

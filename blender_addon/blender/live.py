@@ -108,7 +108,11 @@ def _step(context):
         from .generate import request_from_scene
 
         try:
-            req = request_from_scene(context, resolution=s.live_resolution, mesh_resolution=PREVIEW_MESH)
+            # Live previews stay fast: no erosion, or light when the panel asks for any.
+            erosion = "OFF" if s.erosion == "OFF" else "LIGHT"
+            req = request_from_scene(
+                context, resolution=s.live_resolution, mesh_resolution=PREVIEW_MESH, erosion=erosion
+            )
         except USER_ERRORS as e:  # shown in the panel once, not raised on every poll
             _live["last_error"] = f"Preview not started: {e}"
             return POLL_S

@@ -86,6 +86,12 @@ class TERRAIN_PT_generate(_Panel, bpy.types.Panel):
         row = layout.row()
         row.prop(s, "use_shaded")
         row.prop(s, "replace_previous")
+        box = layout.box()
+        box.label(text="Erosion", icon="MOD_FLUIDSIM")
+        box.prop(s, "erosion", expand=True)
+        sub = box.row()
+        sub.enabled = s.erosion != "OFF"
+        sub.prop(s, "erosion_material")
         job = state["job"]
         if job is not None and not job.done:
             row = layout.row(align=True)

@@ -186,6 +186,23 @@ class TERRAIN_PG_settings(bpy.types.PropertyGroup):
         description="Use the texture with the learned hill-shading baked in (looks right from above only)",
         default=False,
     )
+    erosion: EnumProperty(
+        name="Erosion",
+        description="Erode the generated relief: rivers, talus, sediment (live previews use Light at most)",
+        items=[
+            ("OFF", "Off", "The generator's relief as it is"),
+            ("LIGHT", "Light", "A few steps: softened class borders, first channels"),
+            ("MEDIUM", "Medium", "Channels, talus slopes and sediment on the valley floors"),
+            ("STRONG", "Strong", "Deeper channels and more sediment (slower)"),
+        ],
+        default="OFF",
+    )
+    erosion_material: BoolProperty(
+        name="Mask material",
+        description="With erosion: darken wet channels (flow), show rock where worn or steep and lighter "
+        "sediment where deposited, over the generated texture (off: the plain texture material)",
+        default=True,
+    )
     mesh_mode: EnumProperty(
         name="Mesh",
         description="How the heights become geometry",

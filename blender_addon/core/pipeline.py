@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from terrain_core.erosion import LEVELS as EROSION_LEVELS
+from terrain_core.erosion import ErosionCancelled, ErosionError, erode, mask_images
 from terrain_core.labels import LabelMapError, check_labels
 from terrain_core.result import TerrainResult
 from terrain_core.runtime import (
@@ -63,6 +65,7 @@ class GenerateRequest:
     height_max_m: float = 40.0  # metres at its highest (normalised +1)
     tile: int | None = None  # None = tile automatically for large maps, 0 = never, N = tiles of N px
     flat_grid: bool = False  # Displace-modifier mode: the mesh stays flat, a height image displaces it
+    erosion: str = "off"  # terrain_core.erosion level: off, light, medium, strong
 
     def validated(self) -> GenerateRequest:
         """Return self, or raise ``RequestError`` / ``LabelMapError`` saying which setting is wrong."""
@@ -91,6 +94,8 @@ class GenerateRequest:
             )
         if self.threads < 0:
             raise RequestError(f"threads must be 0 (automatic) or more, got {self.threads}")
+        if self.erosion not in EROSION_LEVELS:
+            raise RequestError(f"erosion must be one of {', '.join(EROSION_LEVELS)}, got {self.erosion!r}")
         if self.model_path:
             p = Path(self.model_path)
             if p.suffix.lower() not in (".onnx", ".safetensors"):
@@ -117,6 +122,8 @@ class GenerateOutcome:
     model_name: str
     model_info: dict
     timings: dict[str, float] = field(default_factory=dict)
+    masks: dict[str, np.ndarray] | None = None  # erosion masks (flow, deposition, wear) in 0..1, or None
+    erosion: dict | None = None  # the erosion's settings and mass balance, or None when off
 
 
 # ------------------------------------------------------------------------------ models, loaded once
@@ -196,6 +203,33 @@ def run_generation(
     lo, hi = float(req.height_min_m), float(req.height_max_m)
     height_m = (lo + (result.height + 1.0) * 0.5 * (hi - lo)).astype(np.float32)
     result.height_range_m = (lo, hi)  # the request's metres, not the model's default, go into exports
+    masks = erosion_info = None
+    if req.erosion != "off":
+        cell = float(req.size_m) / max(gh, gw)
+        try:
+            eroded = erode(
+                height_m,
+                labels,
+                strength=req.erosion,
+                cell_size_m=cell,
+                seed=int(req.seed),
+                progress=lambda f: progress(0.9 + 0.05 * float(f)),
+                cancel=cancel.is_set,
+            )
+        except ErosionCancelled:
+            raise GenerationCancelled("generation cancelled") from None
+        except ErosionError as e:
+            raise RequestError(f"erosion: {e}") from None
+        height_m = eroded.height_m
+        result.height = (2.0 * (height_m - lo) / (hi - lo) - 1.0).astype(np.float32)
+        masks, _ = mask_images(eroded)
+        erosion_info = {
+            "level": req.erosion,
+            "cell_size_m": cell,
+            "seconds": eroded.seconds,
+            **eroded.balance,
+        }
+    t_erode = time.perf_counter()
     grid = heightfield_to_grid(height_m, req.size_m, req.mesh_resolution or None, flat=req.flat_grid)
     if cancel.is_set():
         raise GenerationCancelled("generation cancelled")
@@ -214,7 +248,10 @@ def run_generation(
         timings={
             "load_model": t_load - t0,
             "generate": t_gen - t_load,
-            "grid": t_end - t_gen,
+            "erosion": t_erode - t_gen,
+            "grid": t_end - t_erode,
             "worker_total": t_end - t0,
         },
+        masks=masks,
+        erosion=erosion_info,
     )
