@@ -250,3 +250,22 @@ def test_erodes_in_a_python_with_numpy_only():
     root = Path(__file__).resolve().parents[1]
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok True", r.stderr
+
+
+def test_evaluate_flow_realism_reports_real_generated_and_eroded():
+    from training.evaluate import flow_realism
+
+    maps = [_ridge_map(96, seed=s) for s in (1, 2, 3)]
+    lo, hi = -100.0, 1900.0
+    gen = np.stack([2 * (z - lo) / (hi - lo) - 1 for z, _ in maps]).astype(np.float32)
+    labels = np.stack([lab for _, lab in maps])
+    real = np.stack([np.clip(g + 0.02 * np.sin(np.arange(96) / 5.0)[None], -1, 1) for g in gen])
+    out, eroded = flow_realism(labels, real, gen, (lo, hi), CELL)
+    assert eroded.shape == gen.shape and np.isfinite(eroded).all() and not np.array_equal(eroded, gen)
+    assert np.array_equal(eroded[labels == 0], gen[labels == 0])
+    for metric in ("closed_depression_share", "drainage_tau"):
+        assert set(out[metric]) == {"real", "generated", "generated_medium"}
+        for v in out[metric].values():
+            assert v["p10"] <= v["mean"] <= v["p90"] and 0 <= v["in_real_p10_p90"] <= 1
+    cds = out["closed_depression_share"]
+    assert cds["generated_medium"]["mean"] < cds["generated"]["mean"]
