@@ -188,8 +188,8 @@ def erode(
         raise ErosionError(f"seed must be in 0..2**63-1, got {seed}")
     shape = np.asarray(height_m).shape
     lab = np.asarray(labels).astype(np.uint8, copy=False)
-    z = np.asarray(height_m, dtype=np.float64).reshape(-1).copy()
-    z_start = z.copy()
+    z_start = np.asarray(height_m).reshape(-1)  # the caller's array, read only
+    z = z_start.astype(np.float64)
     n = z.size
     cell = float(cell_size_m)
     area = cell * cell
@@ -202,15 +202,19 @@ def erode(
     erod_class = np.asarray(ERODIBILITY)[lab].reshape(-1)
     hs = settings
     hard = hardness_field(shape, int(seed), hs.hardness_variation, hs.hardness_scale_px).reshape(-1)
-    k_node = settings.fluvial_k * erod_class * hard
-    kappa = settings.diffusion * area * np.maximum(erod_class, 0.3) * np.where(water, 0.0, 1.0)  # m^2
-    tan_talus = np.tan(np.radians(np.asarray(TALUS_DEG)))[lab].reshape(-1)
-    del hard, erod_class
+    # Per-node constants in float32: at 4096^2 every 8-byte array is 128 MiB of the 2 GiB budget.
+    k_node = (settings.fluvial_k * erod_class * hard).astype(np.float32)
+    del hard
+    kappa = (settings.diffusion * area * np.maximum(erod_class, 0.3)).astype(np.float32)  # m^2
+    kappa[water] = 0.0
+    tan_talus = np.tan(np.radians(np.asarray(TALUS_DEG, dtype=np.float32)))[lab].reshape(-1)
+    del erod_class
 
     routing = ladder = None
     for step in range(settings.steps):
         if cancel is not None and cancel():
             raise ErosionCancelled("erosion cancelled")
+        routing = ladder = None  # free the last step's tree before building the next
         routing = flow.route(z.reshape(shape), outlet2, cell)
         ladder = flow.Ladder(routing.receiver)
         rcv, dist = routing.receiver, routing.distance
@@ -234,22 +238,29 @@ def erode(
         ok = ~outlet & ~lake & (z[rcv] < z) & (dist > 0)
         f[ok] = k_node[ok] * drainage[ok] ** settings.area_exponent / dist[ok]
         del ok
-        z_new = ladder.solve(z / (1.0 + f), f / (1.0 + f))
+        f += 1.0  # solve z' = z / (1 + F) + F / (1 + F) * z'_receiver, in the arrays the solver works in
+        a = np.empty(n + 1)
+        np.divide(z, f, out=a[:n])
+        b = np.empty(n + 1)
+        np.divide(f[:n] - 1.0, f, out=b[:n])
+        del f
+        z_new = ladder.solve_in_place(a, b)
+        del a, b
         np.minimum(z_new, z, out=z_new)  # rounding only: incision never raises
         source = (z - z_new) * area  # m^3 set loose
         z = z_new
-        del z_new, f
+        del z_new
 
         # 4. Sediment drops out on low slopes and small catchments; depressions trap it and fill from the
         # bottom; outlets pass it out of the map.
         if settings.deposition_g > 0:
             slope = np.where(dist > 0, (z - z[rcv]) / np.maximum(dist, 1e-9), 0.0)
-            drop_share = settings.deposition_g * area / drainage
+            drop_share = (settings.deposition_g * area / drainage).astype(np.float32)
             drop_share /= 1.0 + np.maximum(slope, 0.0) / settings.deposition_slope
             np.clip(drop_share, 0.0, 1.0, out=drop_share)
             del slope
         else:
-            drop_share = np.zeros(n)
+            drop_share = np.zeros(n, np.float32)
         del drainage
         drop_share[lake] = 1.0
         drop_share[outlet] = 0.0
@@ -259,7 +270,7 @@ def erode(
                 # outlets: every tree ends in one, so all of it leaves (no routing needed to count it).
                 outflow += float(source.sum())
                 break
-            arriving = ladder.accumulate(source, 1.0 - drop_share)
+            arriving = ladder.accumulate(source, np.subtract(1.0, drop_share, dtype=np.float32))
             outflow += float(arriving[outlet].sum())
             laid = drop_share * arriving
             del arriving
@@ -293,17 +304,18 @@ def erode(
         routing = flow.route(z_out, outlet2, cell)
         ladder = flow.Ladder(routing.receiver)
     drainage = ladder.accumulate(np.full(n, area)).reshape(shape)
-    change = z - z_start
-    wear = np.maximum(-change, 0.0)
-    deposit = np.maximum(change, 0.0)
-    eroded_m3 = float(wear.sum()) * area
-    deposited_m3 = float(deposit.sum()) * area
+    change = (z - z_start).astype(np.float32)
+    wear = np.maximum(-change, np.float32(0.0))
+    deposit = np.maximum(change, np.float32(0.0))
+    del change
+    eroded_m3 = float(wear.sum(dtype=np.float64)) * area
+    deposited_m3 = float(deposit.sum(dtype=np.float64)) * area
     balance = {"eroded_m3": eroded_m3, "deposited_m3": deposited_m3, "outflow_m3": outflow}
     return Eroded(
         height_m=z_out.astype(np.float32),
         flow=drainage.astype(np.float32),
-        deposition=deposit.reshape(shape).astype(np.float32),
-        wear=wear.reshape(shape).astype(np.float32),
+        deposition=deposit.reshape(shape),
+        wear=wear.reshape(shape),
         balance=balance,
         settings=meta,
         seconds=time.perf_counter() - t0,
@@ -364,9 +376,10 @@ def _diffuse(
         return z, 0.0
     subs = max(1, math.ceil(kmax / (0.2 * cell * cell)))
     c = 1.0 / (subs * cell * cell)
-    z2 = z.reshape(shape).copy()
+    z2 = z.reshape(shape)  # in place: z is the caller's working copy
     k2 = kappa.reshape(shape)
     w2 = water.reshape(shape)
+    c = np.float32(c)
     kx = np.minimum(k2[:, 1:], k2[:, :-1]) * c  # faces between columns; 0 next to water's own kappa
     ky = np.minimum(k2[1:], k2[:-1]) * c
     # A face touching water carries material into the water only (water never feeds land).
@@ -374,8 +387,9 @@ def _diffuse(
     ky_w = np.maximum(k2[1:], k2[:-1]) * c
     wx = w2[:, 1:] ^ w2[:, :-1]
     wy = w2[1:] ^ w2[:-1]
-    kx = np.where(wx, kx_w, kx)
-    ky = np.where(wy, ky_w, ky)
+    kx[wx] = kx_w[wx]
+    ky[wy] = ky_w[wy]
+    del kx_w, ky_w, wx, wy
     both_x = w2[:, 1:] & w2[:, :-1]
     both_y = w2[1:] & w2[:-1]
     kx[both_x] = 0.0
@@ -390,7 +404,7 @@ def _diffuse(
         fy[(fy > 0) & w2[:-1]] = 0.0
         fy[(fy < 0) & w2[1:]] = 0.0
         dz = np.zeros(shape)
-        dz[:, :-1] -= fx
+        np.negative(fx, out=dz[:, :-1])
         dz[:, 1:] += fx
         dz[:-1] -= fy
         dz[1:] += fy

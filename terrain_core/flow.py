@@ -51,16 +51,17 @@ def steepest_descent(z: np.ndarray, outlet: np.ndarray, cell_size_m: float) -> t
     h, w = z.shape
     receiver = np.arange(h * w, dtype=np.int32)
     distance = np.zeros(h * w, dtype=np.float32)
-    zp = np.pad(z, 1, mode="edge")  # the map edge counts as level ground: never a receiver
     dists = [cell_size_m * float(np.hypot(dr, dc)) for dr, dc in _D8]
     flat_off = np.array([dr * w + dc for dr, dc in _D8], dtype=np.int32)
     for r0 in range(0, h, _ROW_BLOCK):
         r1 = min(h, r0 + _ROW_BLOCK)
         zc = z[r0:r1]
+        # The block with a one-pixel ring; the map edge counts as level ground, never a receiver.
+        zp = np.pad(z[max(r0 - 1, 0) : r1 + 1], ((r0 == 0, r1 == h), (1, 1)), mode="edge")
         best = np.zeros(zc.shape, dtype=np.float64)
         k_best = np.full(zc.shape, -1, dtype=np.int8)
         for k, (dr, dc) in enumerate(_D8):
-            nb = zp[1 + r0 + dr : 1 + r1 + dr, 1 + dc : 1 + dc + w]
+            nb = zp[1 + dr : 1 + dr + (r1 - r0), 1 + dc : 1 + dc + w]
             s = (zc - nb) / dists[k]
             better = s > best
             best[better] = s[better]
@@ -136,7 +137,7 @@ def route(z: np.ndarray, outlet: np.ndarray, cell_size_m: float) -> Routing:
     outf = outlet.reshape(-1)
     receiver, distance = steepest_descent(z, outlet, cell_size_m)
     root = root_of(receiver)
-    pits = np.flatnonzero((root == np.arange(n)) & ~outf)
+    pits = np.flatnonzero((root == np.arange(n, dtype=root.dtype)) & ~outf)
     basin = np.zeros(n, dtype=np.int32)
     nb = len(pits)
     lake_level = np.full(nb + 1, -np.inf)
@@ -187,20 +188,19 @@ def route(z: np.ndarray, outlet: np.ndarray, cell_size_m: float) -> Routing:
     outside = np.where(from_b2, n2[e], n1[e])
     spill[1:, 0], spill[1:, 1] = inside, outside
 
-    # Reverse the receiver chains from each spill node down to its pit, all basins at once.
-    new_rcv = receiver.copy()
-    new_dist = distance.copy()
+    # Reverse the receiver chains from each spill node down to its pit, all basins at once. In place: a
+    # chain node's old receiver is read in the same round that overwrites it, and chains never overlap.
     cur = inside.astype(np.int64)
     target = outside.astype(np.int64)
     dist_cur = _pair_distance(cur, target, w, cell_size_m)
     while len(cur):
         nxt = receiver[cur].astype(np.int64)
         d_nxt = distance[cur]
-        new_rcv[cur] = target
-        new_dist[cur] = dist_cur
+        receiver[cur] = target
+        distance[cur] = dist_cur
         go = nxt != cur
         cur, target, dist_cur = nxt[go], cur[go], d_nxt[go]
-    return Routing(new_rcv, new_dist, basin, lake_level, spill, outf)
+    return Routing(receiver, distance, basin, lake_level, spill, outf)
 
 
 def _pair_distance(a: np.ndarray, b: np.ndarray, w: int, cell_size_m: float) -> np.ndarray:
@@ -229,6 +229,8 @@ class Ladder:
         ptr[n] = n
         self._ptr0 = ptr
         self._rounds: list[tuple[np.ndarray, np.ndarray]] | None = None
+        # Large maps: scatter with np.add.at (slower, but no full-length float64 buffer per round).
+        self._lean = n > cache_limit
         if n <= cache_limit:
             self._rounds = list(self._walk())
 
@@ -261,8 +263,10 @@ class Ladder:
             t = np.zeros(n + 1, dtype=np.float64)
             t[:n] = passing
         for idx, tgt in self.rounds():
-            contrib = s[idx] if t is None else s[idx] * t[idx]
-            if len(idx) * 8 < n:  # late rounds touch few nodes: skip the full-length bincount
+            contrib = s[idx]
+            if t is not None:
+                contrib *= t[idx]
+            if self._lean or len(idx) * 8 < n:  # few nodes (late rounds) or a large map: no bincount
                 np.add.at(s, tgt, contrib)
             else:
                 s += np.bincount(tgt, weights=contrib, minlength=n + 1)
@@ -276,9 +280,15 @@ class Ladder:
         This is the implicit stream-power update with slope exponent 1, solved for all nodes at once.
         """
         n = self.n
-        aa = np.zeros(n + 1, dtype=np.float64)
-        bb = np.zeros(n + 1, dtype=np.float64)
+        aa = np.empty(n + 1, dtype=np.float64)
+        bb = np.empty(n + 1, dtype=np.float64)
         aa[:n], bb[:n] = a, b
+        return self.solve_in_place(aa, bb)
+
+    def solve_in_place(self, aa: np.ndarray, bb: np.ndarray) -> np.ndarray:
+        """``solve`` on float64 arrays of length N + 1 that it overwrites (the last entry is scratch)."""
+        n = self.n
+        aa[n] = bb[n] = 0.0
         for idx, tgt in self.rounds():
             aa[idx] = aa[idx] + bb[idx] * aa[tgt]
             bb[idx] = bb[idx] * bb[tgt]
