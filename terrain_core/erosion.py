@@ -210,13 +210,13 @@ def erode(
     tan_talus = np.tan(np.radians(np.asarray(TALUS_DEG, dtype=np.float32)))[lab].reshape(-1)
     del erod_class
 
-    routing = ladder = None
+    routing = tree = None
     for step in range(settings.steps):
         if cancel is not None and cancel():
             raise ErosionCancelled("erosion cancelled")
-        routing = ladder = None  # free the last step's tree before building the next
+        routing = tree = None  # free the last step's tree before building the next
         routing = flow.route(z.reshape(shape), outlet2, cell)
-        ladder = flow.Ladder(routing.receiver)
+        tree = flow.FlowTree(routing.receiver)
         rcv, dist = routing.receiver, routing.distance
 
         # 2. Talus: over-steep excess slides one cell downhill (into water: it leaves).
@@ -232,19 +232,18 @@ def erode(
             del move, gain
 
         # 3. Fluvial incision, implicit: z_i' = (z_i + F z_r') / (1 + F), F = K A^m / distance.
-        drainage = ladder.accumulate(np.full(n, area))
+        drainage = tree.accumulate(np.full(n, area))
         lake = routing.lake_mask(z)
         f = np.zeros(n)
         ok = ~outlet & ~lake & (z[rcv] < z) & (dist > 0)
         f[ok] = k_node[ok] * drainage[ok] ** settings.area_exponent / dist[ok]
         del ok
         f += 1.0  # solve z' = z / (1 + F) + F / (1 + F) * z'_receiver, in the arrays the solver works in
-        a = np.empty(n + 1)
-        np.divide(z, f, out=a[:n])
-        b = np.empty(n + 1)
-        np.divide(f[:n] - 1.0, f, out=b[:n])
+        a = z / f
+        b = f - 1.0
+        b /= f
         del f
-        z_new = ladder.solve_in_place(a, b)
+        z_new = tree.solve_in_place(a, b)
         del a, b
         np.minimum(z_new, z, out=z_new)  # rounding only: incision never raises
         source = (z - z_new) * area  # m^3 set loose
@@ -270,7 +269,7 @@ def erode(
                 # outlets: every tree ends in one, so all of it leaves (no routing needed to count it).
                 outflow += float(source.sum())
                 break
-            arriving = ladder.accumulate(source, np.subtract(1.0, drop_share, dtype=np.float32))
+            arriving = tree.accumulate(source, np.subtract(1.0, drop_share, dtype=np.float32))
             outflow += float(arriving[outlet].sum())
             laid = drop_share * arriving
             del arriving
@@ -302,8 +301,8 @@ def erode(
     z_out = z.reshape(shape)
     if routing is None:
         routing = flow.route(z_out, outlet2, cell)
-        ladder = flow.Ladder(routing.receiver)
-    drainage = ladder.accumulate(np.full(n, area)).reshape(shape)
+        tree = flow.FlowTree(routing.receiver)
+    drainage = tree.accumulate(np.full(n, area)).reshape(shape)
     change = (z - z_start).astype(np.float32)
     wear = np.maximum(-change, np.float32(0.0))
     deposit = np.maximum(change, np.float32(0.0))

@@ -1,9 +1,10 @@
 """Where water goes on a height map: D8 receivers, depressions resolved to an outlet, drainage area.
 
-Numpy only (it runs inside Blender, which has no scipy). Every pass over the receiver tree is vectorised by
-pointer jumping (each node's pointer doubles its reach per round), so a pass costs O(N log D) numpy work
-for N nodes and a longest flow path of D nodes, with no Python loop over nodes. The one Python loop is over
-closed basins (depressions), in a priority flood over the basin graph.
+Numpy only (it runs inside Blender, which has no scipy). No Python loop over nodes: basins and depths come
+from pointer jumping (each node's pointer doubles its reach per round, O(N log D) for N nodes and a longest
+flow path of D), and passes over the tree walk its depth levels, one vectorised step per level (O(N) work
+plus a small cost per level). The one loop over items is over closed basins (depressions), in a priority
+flood over the basin graph.
 
 Nodes are flat indices ``row * W + col``. Outlets (``outlet`` mask: water and, by the callers' choice, the
 map edge) are the base level: they are their own receivers and everything drains into one of them.
@@ -209,44 +210,37 @@ def _pair_distance(a: np.ndarray, b: np.ndarray, w: int, cell_size_m: float) -> 
     return (cell_size_m * np.hypot(dr, dc)).astype(np.float32)
 
 
-class Ladder:
-    """The pointer-jumping rounds of a flow tree, for fast repeated passes over it.
+class FlowTree:
+    """A flow tree in upstream order, for fast repeated passes over it.
 
-    Round k pairs every node whose 2^k-th node downstream exists (``idx``) with that node (``tgt``); a
-    dummy node N sits one step past every outlet. Built once per routing, each pass is then K rounds of
-    gathers and one ``bincount``. Rounds are kept when the map is small enough (``cache_limit`` nodes),
-    else rebuilt on each pass, so memory stays a few arrays of N.
+    Each node's depth (nodes to its outlet) comes from pointer jumping (O(N log D)); the nodes sorted by
+    depth then make the levels of the tree: a pass walks them, deepest first to gather what flows down
+    (drainage area, sediment) or outlets first to solve along the flow (the implicit incision), one
+    vectorised step per level. Per pass that is O(N) work plus a small cost per level.
     """
 
-    def __init__(self, receiver: np.ndarray, cache_limit: int = 1 << 22):
+    def __init__(self, receiver: np.ndarray):
         n = len(receiver)
         self.n = n
         dt = np.int32 if n < 2**31 - 1 else np.int64
-        ptr = np.empty(n + 1, dtype=dt)
-        ptr[:n] = receiver
-        roots = ptr[:n] == np.arange(n, dtype=dt)
-        ptr[:n][roots] = n
-        ptr[n] = n
-        self._ptr0 = ptr
-        self._rounds: list[tuple[np.ndarray, np.ndarray]] | None = None
-        # Large maps: scatter with np.add.at (slower, but no full-length float64 buffer per round).
-        self._lean = n > cache_limit
-        if n <= cache_limit:
-            self._rounds = list(self._walk())
-
-    def _walk(self):
-        n = self.n
-        ptr = self._ptr0
-        idx = np.flatnonzero(ptr[:n] != n).astype(ptr.dtype)
-        while len(idx):
-            tgt = ptr[idx]
-            yield idx, tgt
-            ptr = ptr[ptr]
-            keep = ptr[idx] != n
-            idx = idx[keep]
-
-    def rounds(self):
-        return self._rounds if self._rounds is not None else self._walk()
+        self.receiver = receiver.astype(dt, copy=False)
+        node = np.arange(n, dtype=dt)
+        depth = (self.receiver != node).astype(dt)
+        ptr = self.receiver
+        while True:
+            nxt = ptr[ptr]
+            if np.array_equal(nxt, ptr):
+                break
+            depth += depth[ptr]
+            ptr = nxt
+        del ptr, nxt, node
+        counts = np.bincount(depth)
+        # outlets first; 16-bit keys sort by radix (linear time) where the tree is shallow enough
+        keys = depth.astype(np.uint16) if len(counts) <= 1 << 16 else depth
+        self.order = np.argsort(keys, kind="stable").astype(dt)
+        del keys, depth
+        self.bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()  # level d: order[b[d]:b[d+1]]
+        self.levels = len(counts)
 
     def accumulate(self, weight: np.ndarray, passing: np.ndarray | None = None) -> np.ndarray:
         """Sum of ``weight`` over each node's upstream tree (the node included), [N] float64.
@@ -255,49 +249,33 @@ class Ladder:
         weight included), so the result is what arrives at each node; the rest stays there. What reaches
         an outlet stops there.
         """
-        n = self.n
-        s = np.zeros(n + 1, dtype=np.float64)
-        s[:n] = weight
-        t = None
-        if passing is not None:
-            t = np.zeros(n + 1, dtype=np.float64)
-            t[:n] = passing
-        for idx, tgt in self.rounds():
-            contrib = s[idx]
-            if t is not None:
-                contrib *= t[idx]
-            if self._lean or len(idx) * 8 < n:  # few nodes (late rounds) or a large map: no bincount
-                np.add.at(s, tgt, contrib)
-            else:
-                s += np.bincount(tgt, weights=contrib, minlength=n + 1)
-            if t is not None:
-                t[idx] = t[idx] * t[tgt]
-        return s[:n]
+        s = np.array(weight, dtype=np.float64, copy=True)
+        rcv, order, b = self.receiver, self.order, self.bounds
+        for d in range(self.levels - 1, 0, -1):
+            nodes = order[b[d] : b[d + 1]]
+            v = s[nodes]
+            if passing is not None:
+                v *= passing[nodes]
+            np.add.at(s, rcv[nodes], v)
+        return s
 
-    def solve(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Solve x_i = a_i + b_i * x_receiver(i) on the tree (outlets: b = 0), [N] float64.
+    def solve_in_place(self, a: np.ndarray, b_coef: np.ndarray) -> np.ndarray:
+        """Solve x_i = a_i + b_i * x_receiver(i) on the tree (outlets: b = 0), overwriting ``a`` [N or
+        more] with x. This is the implicit stream-power update with slope exponent 1."""
+        rcv, order, b = self.receiver, self.order, self.bounds
+        for d in range(1, self.levels):
+            nodes = order[b[d] : b[d + 1]]
+            a[nodes] += b_coef[nodes] * a[rcv[nodes]]
+        return a[: self.n]
 
-        This is the implicit stream-power update with slope exponent 1, solved for all nodes at once.
-        """
-        n = self.n
-        aa = np.empty(n + 1, dtype=np.float64)
-        bb = np.empty(n + 1, dtype=np.float64)
-        aa[:n], bb[:n] = a, b
-        return self.solve_in_place(aa, bb)
-
-    def solve_in_place(self, aa: np.ndarray, bb: np.ndarray) -> np.ndarray:
-        """``solve`` on float64 arrays of length N + 1 that it overwrites (the last entry is scratch)."""
-        n = self.n
-        aa[n] = bb[n] = 0.0
-        for idx, tgt in self.rounds():
-            aa[idx] = aa[idx] + bb[idx] * aa[tgt]
-            bb[idx] = bb[idx] * bb[tgt]
-        return aa[:n]
+    def solve(self, a: np.ndarray, b_coef: np.ndarray) -> np.ndarray:
+        """``solve_in_place`` on a float64 copy of ``a``."""
+        return self.solve_in_place(np.array(a, dtype=np.float64, copy=True), b_coef)
 
 
 def accumulate(receiver: np.ndarray, weight: np.ndarray, passing: np.ndarray | None = None) -> np.ndarray:
-    """``Ladder(receiver).accumulate(weight, passing)`` for a single pass."""
-    return Ladder(receiver, cache_limit=0).accumulate(weight, passing)
+    """``FlowTree(receiver).accumulate(weight, passing)`` for a single pass."""
+    return FlowTree(receiver).accumulate(weight, passing)
 
 
 def drainage_area(

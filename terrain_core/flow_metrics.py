@@ -74,7 +74,7 @@ def flow_metrics(
     r = flow.route(z, outlet, cell_size_m)
     land = ~outlet.reshape(-1)
     depth = r.fill_depth(z.reshape(-1))
-    area = flow.Ladder(r.receiver).accumulate(np.ones(z.size))
+    area = flow.FlowTree(r.receiver).accumulate(np.ones(z.size))
     share = float((depth[land] > min_depth_m).mean()) if land.any() else None
     return {
         "closed_depression_share": share,

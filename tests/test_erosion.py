@@ -181,11 +181,11 @@ def test_routing_reaches_an_outlet_from_every_node(ridge):
     roots = flow.root_of(r.receiver)
     assert outlet.reshape(-1)[roots].all()
     assert len(r.lake_level) > 5  # the blocky noise made closed basins, and each found its way out
-    area = flow.Ladder(r.receiver).accumulate(np.ones(z.size))
+    area = flow.FlowTree(r.receiver).accumulate(np.ones(z.size))
     assert area[outlet.reshape(-1)].sum() == pytest.approx(z.size)  # every cell's water arrives once
 
 
-def test_ladder_matches_a_plain_loop_over_the_tree():
+def test_flow_tree_matches_a_plain_loop_over_the_tree():
     rng = np.random.default_rng(0)
     z = rng.normal(size=(30, 40)).cumsum(0).astype(np.float64)
     outlet = flow.edge_mask(z.shape)
@@ -193,7 +193,7 @@ def test_ladder_matches_a_plain_loop_over_the_tree():
     rcv = r.receiver
     w = rng.random(z.size)
     passing = rng.random(z.size)
-    lad = flow.Ladder(rcv)
+    lad = flow.FlowTree(rcv)
     got = lad.accumulate(w, passing)
     # reference: visit nodes from the farthest upstream down, by depth
     depth = np.zeros(z.size, int)
