@@ -1,7 +1,8 @@
 """Command line: ``python -m terrain_core generate|info``.
 
     python -m terrain_core generate --labels MAP.png --out DIR [--model PATH] [--seed N] [--size WxH]
-        [--tile N] [--format texture,terrain,height16,heightf,splat,obj,meta] [--plus-one] ...
+        [--tile N] [--format texture,terrain,height16,heightf,splat,obj,meta] [--plus-one]
+        [--erosion off|light|medium|strong] ...
     python -m terrain_core info [--model PATH] [--json]
 
 Exit codes (``terrain_core.exits``): 0 done; 2 bad input (unreadable or truncated map, bad option, bad
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Paint a 7-class terrain map, get texture + height + mesh files: texture.png, "
         "terrain.png (shaded), height.png (16-bit), height.tif (float metres), splat_0/1.png, "
-        "terrain.obj + .mtl, meta.json. Exit code 2 on bad input, with nothing written.",
+        "terrain.obj + .mtl, meta.json (+ flow/deposition/wear.png with --erosion). Exit code 2 on bad "
+        "input, with nothing written.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     g = sub.add_parser("generate", help="generate terrain files from a painted class map")
