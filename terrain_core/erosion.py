@@ -200,8 +200,9 @@ def erode(
     meta = {"level": strength if isinstance(strength, str) else float(strength), **asdict(settings)}
 
     erod_class = np.asarray(ERODIBILITY)[lab].reshape(-1)
-    hs = settings
-    hard = hardness_field(shape, int(seed), hs.hardness_variation, hs.hardness_scale_px).reshape(-1)
+    hard = hardness_field(shape, int(seed), settings.hardness_variation, settings.hardness_scale_px).reshape(
+        -1
+    )
     # Per-node constants in float32: at 4096^2 every 8-byte array is 128 MiB of the 2 GiB budget.
     k_node = (settings.fluvial_k * erod_class * hard).astype(np.float32)
     del hard
@@ -299,10 +300,10 @@ def erode(
             progress((step + 1) / settings.steps)
 
     z_out = z.reshape(shape)
-    if routing is None:
-        routing = flow.route(z_out, outlet2, cell)
-        tree = flow.FlowTree(routing.receiver)
-    drainage = tree.accumulate(np.full(n, area)).reshape(shape)
+    routing = tree = None
+    routing = flow.route(z_out, outlet2, cell)  # the flow mask is the drainage of the final surface
+    drainage = flow.FlowTree(routing.receiver).accumulate(np.full(n, area)).reshape(shape)
+    del routing
     change = (z - z_start).astype(np.float32)
     wear = np.maximum(-change, np.float32(0.0))
     deposit = np.maximum(change, np.float32(0.0))
