@@ -40,6 +40,7 @@ def scene():
         if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
     blender_addon.unregister()
+    bpy.ops.wm.read_factory_settings(use_empty=False)  # leave no settings behind for other test files
 
 
 def snapshot():
