@@ -11,6 +11,7 @@ SECTIONS = (
     "attention_memory",
     "obj_export",
     "tiled",
+    "cli_large",
     "train_step",
     "erosion",
 )

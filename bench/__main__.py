@@ -21,6 +21,7 @@ MODULES = {
     "attention_memory": "bench.sec_attention",
     "obj_export": "bench.sec_obj",
     "tiled": "bench.sec_tiled",
+    "cli_large": "bench.sec_cli",
     "train_step": "bench.sec_train",
     "erosion": "bench.sec_erosion",
 }

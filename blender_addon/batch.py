@@ -104,7 +104,8 @@ def parse_args(args: list[str]) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument(
         "--mesh-resolution", type=_int_at_least(2, "--mesh-resolution", zero_ok=True), default=0,
-        help="mesh vertices per side (0 = per pixel)",
+        help="mesh vertices along the longer side (0 = by size: one per generated pixel up to 1024 "
+        "pixels, above that 1025, the mesh vertex budget of terrain_core.exporters)",
     )  # fmt: skip
     p.add_argument(
         "--size-m", type=_positive("--size-m"), default=200.0,
@@ -189,6 +190,16 @@ def parse_height(text: str) -> tuple[float, float]:
     if len(parts) > 2 or not hi > lo:
         raise ValueError(f"--height-m must be 'HI' or 'LO,HI' with HI > LO, got {text!r}")
     return lo, hi
+
+
+def default_mesh_resolution(gen_side: int) -> int:
+    """Mesh vertices along the longer side when not given: 0 (one per pixel) up to
+    ``exporters.MESH_FULL_MAX_SIDE`` pixels, else as many as keep a square mesh within the vertex budget."""
+    from terrain_core import exporters
+
+    if gen_side <= exporters.MESH_FULL_MAX_SIDE:
+        return 0
+    return math.isqrt(exporters.MESH_VERTEX_BUDGET)
 
 
 def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
@@ -404,7 +415,7 @@ def _process_into(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> d
         runtime=ns.runtime,
         threads=ns.threads,
         resolution=ns.resolution,
-        mesh_resolution=ns.mesh_resolution,
+        mesh_resolution=ns.mesh_resolution or default_mesh_resolution(ns.resolution or max(labels.shape)),
         size_m=ns.size_m,
         height_min_m=ns.height_range[0],
         height_max_m=ns.height_range[1],
@@ -442,7 +453,6 @@ def _process_into(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> d
         files.update(
             export.write_maps(
                 out_dir,
-                scene=scene,
                 height_m=outcome.height_m,
                 height_range_m=ns.height_range,
                 texture=res.texture if "png" in ns.format_set else None,
@@ -491,6 +501,7 @@ def _process_into(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> d
         "map_checksum": outcome.checksum,
         "generation_size": [int(res.size[1]), int(res.size[0])],
         "mesh_vertices": outcome.grid.num_vertices,
+        "mesh_reduced": req.mesh_resolution != 0 and ns.mesh_resolution == 0,
         "size_m": ns.size_m,
         "height_range_m": list(ns.height_range),
         "height_m_min_max": [float(outcome.height_m.min()), float(outcome.height_m.max())],

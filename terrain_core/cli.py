@@ -1,8 +1,8 @@
 """Command line: ``python -m terrain_core generate|info``.
 
     python -m terrain_core generate --labels MAP.png --out DIR [--model PATH] [--seed N] [--size WxH]
-        [--tile N] [--format texture,terrain,height16,heightf,splat,obj,meta] [--plus-one]
-        [--erosion off|light|medium|strong] ...
+        [--tile N] [--format texture,terrain,height16,heightf,raw16,splat,obj,meta]
+        [--plus-one | --engine unity|unreal] [--obj-step N] [--erosion off|light|medium|strong] ...
     python -m terrain_core info [--model PATH] [--json]
 
 Exit codes (``terrain_core.exits``): 0 done; 2 bad input (unreadable or truncated map, bad option, bad
@@ -119,9 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
         description="Paint a 7-class terrain map, get texture + height + mesh files: texture.png, "
-        "terrain.png (shaded), height.png (16-bit), height.tif (float metres), splat_0/1.png, "
-        "terrain.obj + .mtl, meta.json (+ flow/deposition/wear.png with --erosion). Exit code 2 on bad "
-        "input, with nothing written.",
+        "terrain.png (shaded), height.png (16-bit), height.tif (float metres, GeoTIFF), splat_0/1.png, "
+        "terrain.obj + .mtl (reduced above 1024 px per side), meta.json (+ flow/deposition/wear.png with "
+        "--erosion); height.raw (16-bit, Unity) on request. Exit code 2 on bad input, with nothing written.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     g = sub.add_parser("generate", help="generate terrain files from a painted class map")
@@ -147,11 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--format",
         type=_formats,
-        default=exporters.FORMATS,
+        default=None,
         metavar="LIST",
-        help=f"comma-separated subset of {','.join(exporters.FORMATS)} (default: all)",
+        help=f"comma-separated subset of {','.join(exporters.FORMATS)}, or all (default: all but raw16); "
+        "an explicit list that includes obj writes the full mesh unless --obj-step says otherwise",
     )
-    g.add_argument("--plus-one", action="store_true", help="height files and mesh at (W+1)x(H+1)")
+    grid = g.add_mutually_exclusive_group()
+    grid.add_argument("--plus-one", action="store_true", help="height files and mesh at (W+1)x(H+1)")
+    grid.add_argument(
+        "--engine",
+        choices=tuple(exporters.ENGINE_SIZES),
+        help="height files at the engine's recommended size (Unity 2^n+1, Unreal 1009, 2017, ...), "
+        "resampled, with the cell size adjusted to keep the extent",
+    )
     ext = g.add_mutually_exclusive_group()
     ext.add_argument("--size-m", type=_positive_float("--size-m"), metavar="M", help="terrain width, metres")
     ext.add_argument(
@@ -163,9 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--obj-step",
         type=_int_range(1, 1024, "--obj-step"),
-        default=1,
+        default=None,
         metavar="N",
-        help="keep every N-th height sample in the mesh (lighter OBJ)",
+        help="keep every N-th height sample in the mesh; 1 = the full mesh (default: 1 up to "
+        f"{exporters.MESH_FULL_MAX_SIDE} px per side, else at most "
+        f"{exporters.MESH_VERTEX_BUDGET:,} vertices)",
     )
     g.add_argument("--obj-up", choices=("y", "z"), default="y", help="OBJ up axis (default y)")
     g.add_argument(
@@ -256,6 +266,10 @@ def resize_nearest(labels: np.ndarray, width: int, height: int) -> np.ndarray:
     rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
     cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
     return labels[rows[:, None], cols[None, :]]
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def _fmt_bytes(n: float) -> str:
@@ -407,16 +421,26 @@ def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out
     }
     if erosion_meta is not None:
         extra["erosion"] = erosion_meta
+    formats = args.format or exporters.DEFAULT_FORMATS
+    # The mesh grid (pixels, or corners with --plus-one) and its step: by size, unless asked for.
+    mesh_h, mesh_w = (height + 1, width + 1) if args.plus_one else (height, width)
+    if args.obj_step is not None:
+        obj_step = args.obj_step
+    elif args.format is not None:  # obj named in an explicit --format: the full mesh, as asked
+        obj_step = 1
+    else:
+        obj_step = exporters.mesh_step(mesh_h, mesh_w)
     t0 = time.perf_counter()
     try:
         files = exporters.write_outputs(
             result,
             out,
-            args.format,
+            formats,
             plus_one=args.plus_one,
+            engine=args.engine,
             size_m=args.size_m,
             cell_size_m=args.cell_size,
-            obj_step=args.obj_step,
+            obj_step=obj_step,
             obj_up_axis=args.obj_up,
             extra_meta=extra,
             masks=masks,
@@ -428,9 +452,23 @@ def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out
     t_write = time.perf_counter() - t0
 
     lo, hi = result.height_range_m
-    hm = result.height_m
-    say(f"height: {float(hm.min()):.1f} .. {float(hm.max()):.1f} m (model range {lo:g} .. {hi:g} m)")
-    if "obj" in args.format and "texture" not in args.format:
+    h_min, h_max = (
+        lo + (float(v) + 1.0) * 0.5 * (hi - lo) for v in (result.height.min(), result.height.max())
+    )
+    say(f"height: {h_min:.1f} .. {h_max:.1f} m (model range {lo:g} .. {hi:g} m)")
+    if "obj" in formats and obj_step > 1:
+        kept = [len(exporters.grid_indices(n, obj_step)) for n in (mesh_w, mesh_h)]
+        say(
+            f"mesh: reduced to every {_ordinal(obj_step)} sample, {kept[0]}x{kept[1]} of {mesh_w}x{mesh_h} "
+            "vertices" + (" (--obj-step 1 for the full mesh)" if args.obj_step is None else "")
+        )
+    if args.engine:
+        nw, nh = exporters.engine_grid(args.engine, width, height)
+        say(
+            f"heights: {nw}x{nh} samples, {args.engine.capitalize()}'s recommended size "
+            "(import settings: engine_import in meta.json)"
+        )
+    if "obj" in formats and "texture" not in formats:
         say("note: terrain.mtl refers to texture.png, which was not written (add texture to --format)")
     say(f"wrote {len(files)} files to {out_dir.resolve()}:")
     for name, path in files.items():

@@ -1,12 +1,23 @@
 """Height maps, textures, splat masks and meshes from a generation, written without Blender.
 
-numpy only at import: Pillow is imported inside the functions that write images, because Blender's Python
-has no Pillow (the add-on writes images through bpy and uses only the numpy parts of this module: the OBJ
-writer, ``splat_masks``, ``hillshade``, ``plus_one_resample``). No scipy either, for the same reason.
+numpy and zlib only: the image files are written by ``terrain_core.rasterfiles`` in row blocks (no Pillow,
+no GDAL: Blender's Python has neither), so writing adds buffers of a block, not copies of the map. No
+scipy either, for the same reason.
 
 File names are fixed (other tools rely on them): ``texture.png`` (flat RGB), ``terrain.png`` (the shaded
-preview), ``height.png`` (16-bit), ``height.tif`` (32-bit float metres), ``splat_0.png`` / ``splat_1.png``,
+preview), ``height.png`` (16-bit), ``height.tif`` (32-bit float metres, GeoTIFF cell size and origin),
+``height.raw`` (16-bit little-endian, Unity's layout; only when asked), ``splat_0.png`` / ``splat_1.png``,
 ``terrain.obj`` + ``terrain.mtl``, ``meta.json``.
+
+Height grids: the height files (and the mesh) are on the pixels by default; on the (H + 1) x (W + 1)
+pixel corners with ``plus_one``; with ``engine`` on the corner grid of the engine's recommended size
+(``ENGINE_SIZES``, resampled bilinearly), with the cell size adjusted so that the extent stays W x H
+pixels' worth of metres. Textures and splat masks always stay at the pixel size.
+
+Mesh by size: maps up to ``MESH_FULL_MAX_SIDE`` pixels per side get a mesh of every sample; larger maps a
+mesh of every n-th sample, n the smallest keeping it within ``MESH_VERTEX_BUDGET`` vertices
+(``obj_step=None``; an explicit ``obj_step`` wins). Game engines build their own meshes from height maps;
+a full-resolution OBJ of a 4096 map is 16.7 M vertices and about 2.5 GB that nobody opens.
 
 Conventions
 - Image row 0 is north, column 0 is west; the light of the data (and of ``hillshade``) comes from the
@@ -34,18 +45,23 @@ from typing import Any
 
 import numpy as np
 
+from terrain_core import rasterfiles
 from terrain_core.labels import CLASS_NAMES, NUM_CLASSES, check_labels, class_shares
 from terrain_core.output_set import OutputPathError, OutputSet
+from terrain_core.rasterfiles import Rows, array_rows, corner_rows
 from terrain_core.result import TerrainResult, to_uint8
 
 # --format names, in writing order (meta last: it lists the others).
-FORMATS: tuple[str, ...] = ("texture", "terrain", "height16", "heightf", "splat", "obj", "meta")
+FORMATS: tuple[str, ...] = ("texture", "terrain", "height16", "heightf", "raw16", "splat", "obj", "meta")
 ALL = FORMATS
+# Written when no format is named: everything but the engine-only raw heights.
+DEFAULT_FORMATS: tuple[str, ...] = tuple(f for f in FORMATS if f != "raw16")
 FILES: dict[str, tuple[str, ...]] = {
     "texture": ("texture.png",),
     "terrain": ("terrain.png",),
     "height16": ("height.png",),
     "heightf": ("height.tif",),
+    "raw16": ("height.raw",),
     "splat": ("splat_0.png", "splat_1.png"),
     "obj": ("terrain.obj", "terrain.mtl"),
     "meta": ("meta.json",),
@@ -62,6 +78,16 @@ SPLAT_CHANNELS: dict[str, tuple[str | None, ...]] = {
     "splat_1.png": (*CLASS_NAMES[4:7], None),
 }
 META_VERSION = 1
+# Height-map sizes (samples per side, corner grid) the engines recommend. Unity: square 2^n + 1. Unreal:
+# the sizes of its landscape guide (whole components of 63 to 254 quads), per side.
+ENGINE_SIZES: dict[str, tuple[int, ...]] = {
+    "unity": (33, 65, 129, 257, 513, 1025, 2049, 4097),
+    "unreal": (127, 253, 505, 1009, 2017, 4033, 8129),
+}
+# Maps up to this many pixels per side get the full mesh by default; larger ones a reduced one.
+MESH_FULL_MAX_SIDE = 1024
+# Vertex budget of the reduced mesh: what a 1024 map's full plus-one mesh has (1.05 M vertices).
+MESH_VERTEX_BUDGET = 1025 * 1025
 
 
 class ExportError(RuntimeError):
@@ -126,64 +152,74 @@ def height_to_uint16(height_norm: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------------
-# Image writers (Pillow imported here, not at module import)
+# Image writers (terrain_core.rasterfiles, in row blocks)
 
 
-def _pil():
-    try:
-        from PIL import Image
-    except ImportError as e:  # inside Blender: the add-on saves images through bpy instead
-        raise ExportError("writing PNG/TIFF files needs Pillow (pip install pillow)") from e
-    return Image
+# zlib level of the colour and splat PNGs (Pillow's default).
+_PNG_LEVEL = 6
 
 
-def write_height_png16(path: str | Path, height_norm: np.ndarray) -> Path:
+def _metres(lo: float, hi: float):
+    """Normalised -1..1 height rows -> float32 metres (the arithmetic of ``TerrainResult.height_m``)."""
+    return lambda h: (lo + (h + 1.0) * 0.5 * (hi - lo)).astype(np.float32)
+
+
+def _checked_2d(a: np.ndarray, what: str = "height") -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"{what} must be [H, W], got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+    return a
+
+
+def write_height_png16(path: str | Path, height_norm: np.ndarray | Rows) -> Path:
     """16-bit grayscale PNG of a normalised height [H, W] in -1..1 (uint16 = round((h + 1) * 32767.5))."""
-    h = np.asarray(height_norm)
-    if h.ndim != 2:
-        raise ValueError(f"height must be [H, W], got shape {h.shape}")
-    Image = _pil()
-    path = Path(path)
-    # zlib level 1: 16-bit heights hardly compress better at higher levels (4 % smaller at 6) but save
-    # twice as slowly.
-    Image.fromarray(height_to_uint16(h)).save(path, format="PNG", compress_level=1)
-    return path
+    rows = height_norm if isinstance(height_norm, Rows) else array_rows(_checked_2d(height_norm))
+    # zlib level 1: 16-bit heights hardly compress better at higher levels but save twice as slowly.
+    return rasterfiles.write_png(path, Rows(rows.height, rows.width, _u16(rows.block)), level=1)
 
 
-def write_height_tiff(path: str | Path, height_m: np.ndarray) -> Path:
-    """32-bit float TIFF of a height map [H, W] in metres (Pillow mode 'F'; GDAL, Blender, QGIS read it)."""
-    h = np.asarray(height_m, dtype=np.float32)
-    if h.ndim != 2:
-        raise ValueError(f"height must be [H, W], got shape {h.shape}")
-    if not np.isfinite(h).all():
-        raise ValueError("height contains NaN or infinite values")
-    Image = _pil()
-    path = Path(path)
-    Image.fromarray(np.ascontiguousarray(h), mode="F").save(path, format="TIFF")
-    return path
+def _u16(block):
+    return lambda r0, r1: height_to_uint16(block(r0, r1))
+
+
+def write_height_tiff(
+    path: str | Path,
+    height_m: np.ndarray | Rows,
+    cell_size_m: float | tuple[float, float] = DEFAULT_CELL_SIZE_M,
+    origin_m: tuple[float, float] | None = None,
+) -> Path:
+    """32-bit float GeoTIFF of a height map [H, W] in metres, with its cell size (x, y) and the origin
+    (x, y) of its upper-left corner (default: centred on 0, 0, as the OBJ mesh); no CRS."""
+    rows = height_m if isinstance(height_m, Rows) else array_rows(_checked_2d(height_m))
+    cx, cy = (cell_size_m, cell_size_m) if np.isscalar(cell_size_m) else cell_size_m
+    if origin_m is None:
+        origin_m = (-rows.width * cx / 2.0, rows.height * cy / 2.0)
+    return rasterfiles.write_geotiff(path, rows, cell_size=(cx, cy), origin=origin_m)
 
 
 def write_texture_png(path: str | Path, rgb: np.ndarray) -> Path:
-    """RGB PNG from [H, W, 3] uint8 (or float 0..1) pixels."""
+    """RGB PNG from [H, W, 3] uint8 (or float 0..1) pixels, converted a block at a time."""
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] not in (3, 4):
         raise ValueError(f"texture must be [H, W, 3], got shape {a.shape}")
-    if a.dtype != np.uint8:
-        a = to_uint8(a.astype(np.float32))
-    Image = _pil()
-    path = Path(path)
-    Image.fromarray(np.ascontiguousarray(a[..., :3])).save(path, format="PNG")
-    return path
+    conv = (lambda b: b[..., :3]) if a.dtype == np.uint8 else (lambda b: to_uint8(b[..., :3]))
+    rows = array_rows(a, conv)
+    return rasterfiles.write_png(path, Rows(rows.height, rows.width, rows.block, 3), level=_PNG_LEVEL)
 
 
 def write_rgba_png(path: str | Path, rgba: np.ndarray) -> Path:
     a = np.asarray(rgba)
     if a.ndim != 3 or a.shape[2] != 4 or a.dtype != np.uint8:
         raise ValueError(f"expected [H, W, 4] uint8, got {a.shape} {a.dtype}")
-    Image = _pil()
-    path = Path(path)
-    Image.fromarray(np.ascontiguousarray(a), mode="RGBA").save(path, format="PNG")
-    return path
+    return rasterfiles.write_png(path, array_rows(a), level=_PNG_LEVEL)
+
+
+def write_height_raw16(path: str | Path, height_norm: np.ndarray | Rows) -> Path:
+    """Unity's RAW height: little-endian uint16 (height.png's encoding), the southern row first."""
+    rows = height_norm if isinstance(height_norm, Rows) else array_rows(_checked_2d(height_norm))
+    return rasterfiles.write_raw16(path, Rows(rows.height, rows.width, _u16(rows.block)), bottom_up=True)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -223,14 +259,39 @@ def splat_masks(
     h, w = lab.shape
     s0 = np.empty((h, w, 4), dtype=np.uint8)
     s1 = np.empty((h, w, 4), dtype=np.uint8)
+    for y0, y1, out in _splat_blocks(lab, soften_px, block_pixels):
+        s0[y0:y1], s1[y0:y1] = out[..., :4], out[..., 4:]
+    return s0, s1
+
+
+def _splat_blocks(lab: np.ndarray, soften_px: float, block_pixels: int):
+    """(first row, end row, [rows, W, 8] uint8 weights) over the map, with a halo for the blur."""
+    h, w = lab.shape
     halo = int(np.ceil(3.0 * soften_px)) if soften_px > 0 else 0
     rows = max(1, block_pixels // w)
     for y0 in range(0, h, rows):
         y1 = min(h, y0 + rows)
         a, b = max(0, y0 - halo), min(h, y1 + halo)  # the halo rows feed the blur and are dropped
-        out = _splat_block(lab[a:b], soften_px)[y0 - a : y1 - a]
-        s0[y0:y1], s1[y0:y1] = out[..., :4], out[..., 4:]
-    return s0, s1
+        yield y0, y1, _splat_block(lab[a:b], soften_px)[y0 - a : y1 - a]
+
+
+def write_splat_pngs(
+    path0: str | Path, path1: str | Path, labels: np.ndarray, soften_px: float = SPLAT_SOFTEN_PX
+) -> tuple[Path, Path]:
+    """``splat_masks`` written straight into two RGBA PNGs, a block at a time (no whole-map masks)."""
+    lab = np.asarray(labels)
+    check_labels(lab)
+    h, w = lab.shape
+    pngs = [rasterfiles.PngStream(p, w, h, 4, _PNG_LEVEL) for p in (path0, path1)]
+    try:
+        for _y0, _y1, out in _splat_blocks(lab, soften_px, 1 << 18):
+            pngs[0].add(out[..., :4])
+            pngs[1].add(out[..., 4:])
+    except BaseException:
+        for png in pngs:
+            png.f.close()
+        raise
+    return pngs[0].close(), pngs[1].close()
 
 
 def _splat_block(lab: np.ndarray, soften_px: float) -> np.ndarray:
@@ -438,7 +499,7 @@ def _join_fields(lead: tuple[int, ...], parts: list[np.ndarray]) -> np.ndarray:
     return out.reshape(-1).view(np.uint8)
 
 
-def _grid_indices(n: int, step: int) -> np.ndarray:
+def grid_indices(n: int, step: int) -> np.ndarray:
     """Sample positions 0, step, 2*step, ... always including the last one (n - 1)."""
     idx = np.arange(0, n, step)
     if idx[-1] != n - 1:
@@ -448,7 +509,7 @@ def _grid_indices(n: int, step: int) -> np.ndarray:
 
 def write_obj(
     path_obj: str | Path,
-    height_m: np.ndarray,
+    height_m: np.ndarray | Rows,
     cell_size_m: float | None = None,
     *,
     size_m: float | None = None,
@@ -466,18 +527,19 @@ def write_obj(
     whole mesh in metres; default ``DEFAULT_CELL_SIZE_M``. ``step`` > 1 keeps every step-th sample (the
     last row and column always stay) for lighter meshes. ``corner_uv``: vertices are on pixel corners (a
     ``plus_one_resample``d height under a W-pixel texture: uv 0..1) instead of pixel centres. Axis
-    conventions: module docstring. Returns counts and the paths written.
+    conventions: module docstring. ``height_m`` may be a ``Rows`` source: only the kept samples are
+    gathered (a reduced mesh of a large map never holds the map in float64). Returns counts and paths.
     """
-    h = np.asarray(height_m, dtype=np.float64)
-    if h.ndim != 2 or h.shape[0] < 2 or h.shape[1] < 2:
-        raise ValueError(f"height must be [H, W] with H, W >= 2, got shape {h.shape}")
-    if not np.isfinite(h).all():
-        raise ValueError("height contains NaN or infinite values")
+    rows = height_m if isinstance(height_m, Rows) else array_rows(np.asarray(height_m))
+    if rows.channels != 1 or rows.height < 2 or rows.width < 2:
+        raise ValueError(
+            f"height must be [H, W] with H, W >= 2, got {rows.height}x{rows.width}x{rows.channels}"
+        )
     if up_axis not in ("y", "z"):
         raise ValueError(f"up_axis must be 'y' or 'z', got {up_axis!r}")
     if int(step) != step or step < 1:
         raise ValueError(f"step must be a positive integer, got {step}")
-    rows_n, cols_n = h.shape
+    rows_n, cols_n = rows.height, rows.width
     if size_m is not None:
         if cell_size_m is not None:
             raise ValueError("give cell_size_m or size_m, not both")
@@ -488,7 +550,7 @@ def write_obj(
     if not cell > 0:
         raise ValueError(f"cell_size_m must be positive, got {cell}")
 
-    ri, ci = _grid_indices(rows_n, int(step)), _grid_indices(cols_n, int(step))
+    ri, ci = grid_indices(rows_n, int(step)), grid_indices(cols_n, int(step))
     nr, nc = len(ri), len(ci)
     path_obj = Path(path_obj)
     path_mtl = path_obj.with_suffix(".mtl")
@@ -499,7 +561,9 @@ def write_obj(
         u, v = ci / (cols_n - 1), 1.0 - ri / (rows_n - 1)
     else:  # pixel centres of an H x W texture; OBJ's v runs up from the bottom of the image
         u, v = (ci + 0.5) / cols_n, 1.0 - (ri + 0.5) / rows_n
-    hs = h[np.ix_(ri, ci)]  # [nr, nc]
+    hs = rows.gather(ri, ci).astype(np.float64)  # [nr, nc]
+    if not np.isfinite(hs).all():
+        raise ValueError("height contains NaN or infinite values")
 
     n_v = nr * nc
     n_f = 2 * (nr - 1) * (nc - 1)
@@ -601,9 +665,10 @@ def _obj_reference_loop(path_obj: str | Path, height_m: np.ndarray, cell_size_m:
 
 
 def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
-    """Format names from "texture,obj", an iterable or None (all), in writing order; ValueError if unknown."""
+    """Format names from "texture,obj", an iterable or None (the defaults), in writing order; "all" is
+    every format. ValueError if unknown."""
     if formats is None:
-        return FORMATS
+        return DEFAULT_FORMATS
     names = [s.strip() for s in formats.split(",")] if isinstance(formats, str) else [str(s) for s in formats]
     names = [n for n in names if n]
     if "all" in names:
@@ -652,15 +717,75 @@ def _check_result(result: TerrainResult) -> tuple[int, int]:
     return h, w
 
 
+def engine_grid(engine: str, width: int, height: int) -> tuple[int, int]:
+    """(samples across, samples down) of ``engine``'s recommended height map for a W x H pixel map: the
+    listed size nearest to W + 1 (H + 1) in ratio, ties to the larger. Unity's are square (its longer side
+    decides), Unreal's per side."""
+    sizes = ENGINE_SIZES[engine]
+
+    def nearest(n: int) -> int:
+        return min(sizes, key=lambda s: (abs(np.log(s / (n + 1))), -s))
+
+    if engine == "unity":
+        n = nearest(max(width, height))
+        return n, n
+    return nearest(width), nearest(height)
+
+
+def mesh_step(rows_n: int, cols_n: int, budget: int | None = None) -> int:
+    """The mesh step by size: 1 (every sample) up to ``MESH_FULL_MAX_SIDE`` pixels per side (plus one, for
+    corner grids), else the smallest step whose mesh has at most ``budget`` (``MESH_VERTEX_BUDGET``)
+    vertices."""
+    budget = MESH_VERTEX_BUDGET if budget is None else budget
+    if max(rows_n, cols_n) <= MESH_FULL_MAX_SIDE + 1:
+        return 1
+    step = 1
+    while len(grid_indices(rows_n, step)) * len(grid_indices(cols_n, step)) > budget:
+        step += 1
+    return step
+
+
+def _then(block, f):
+    return lambda r0, r1: f(block(r0, r1))
+
+
+def _pixel_metres(result: TerrainResult, plus_one: bool) -> Rows:
+    h, w = result.size
+    m = _metres(*result.height_range_m)
+    return corner_rows(result.height, h + 1, w + 1, m) if plus_one else array_rows(result.height, m)
+
+
+def height_grid(
+    result: TerrainResult, cell: float, *, plus_one: bool = False, engine: str | None = None
+) -> dict[str, Any]:
+    """Where the height files' samples lie: normalised rows, sample counts, cell size (x, y) in metres and
+    the layout. The extent stays W x H pixels of ``cell`` metres: corner grids of n samples per side span
+    it with n - 1 cells."""
+    h, w = result.size
+    if engine is not None:
+        nw, nh = engine_grid(engine, w, h)
+        layout = "corners"
+    elif plus_one:
+        nw, nh, layout = w + 1, h + 1, "corners"
+    else:
+        nw, nh, layout = w, h, "pixels"
+    if layout == "pixels":
+        rows, cells = array_rows(result.height), (cell, cell)
+    else:
+        rows, cells = corner_rows(result.height, nh, nw), (w * cell / (nw - 1), h * cell / (nh - 1))
+    return {"rows": rows, "size": [nw, nh], "cell_size_m": cells, "layout": layout, "engine": engine}
+
+
 def write_outputs(
     result: TerrainResult,
     out_dir: str | Path | OutputSet,
-    formats: str | Iterable[str] | None = ALL,
+    formats: str | Iterable[str] | None = DEFAULT_FORMATS,
     *,
     plus_one: bool = False,
+    engine: str | None = None,
     size_m: float | None = None,
     cell_size_m: float | None = None,
-    obj_step: int = 1,
+    obj_step: int | None = None,
     obj_up_axis: str = "y",
     splat_soften_px: float = SPLAT_SOFTEN_PX,
     extra_meta: dict[str, Any] | None = None,
@@ -672,7 +797,9 @@ def write_outputs(
     its lock while generating): the files appear in ``out_dir`` all at once or not at all, and a failure
     (disk full, bad input, a file that cannot be replaced) leaves ``out_dir`` as it was, byte for byte.
     Existing files of the same names are replaced; others stay.
-    ``plus_one``: height files and mesh on (H + 1) x (W + 1) corner samples (module docstring).
+    ``plus_one``: height files and mesh on (H + 1) x (W + 1) corner samples; ``engine``
+    ("unity", "unreal"): height files on that engine's recommended corner grid (module docstring).
+    ``obj_step``: keep every n-th sample in the mesh; None = by size (``mesh_step``).
     ``size_m`` is the terrain's width in metres (default: ``cell_size_m`` per pixel, else
     ``DEFAULT_CELL_SIZE_M``). ``extra_meta`` is merged into meta.json (e.g. the inputs given to the CLI).
     ``masks`` {file name: [H, W] 0..1} are written as 16-bit grayscale PNGs beside the splat maps (the
@@ -691,14 +818,18 @@ def write_outputs(
         cell = float(cell_size_m) if cell_size_m is not None else DEFAULT_CELL_SIZE_M
         if not cell > 0:
             raise ValueError(f"cell_size_m must be positive, got {cell}")
+    if engine is not None and engine not in ENGINE_SIZES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINE_SIZES)}, got {engine!r}")
+    if engine is not None and plus_one:
+        raise ValueError("give plus_one or engine, not both (engine grids are corner grids already)")
 
     if isinstance(out_dir, OutputSet):
         return _write_set(result, out_dir, fmts, plus_one, cell, obj_step, obj_up_axis, splat_soften_px,
-                          extra_meta, masks)  # fmt: skip
+                          extra_meta, masks, engine)  # fmt: skip
     try:
         with OutputSet(out_dir) as out:
             return _write_set(result, out, fmts, plus_one, cell, obj_step, obj_up_axis, splat_soften_px,
-                              extra_meta, masks)  # fmt: skip
+                              extra_meta, masks, engine)  # fmt: skip
     except OutputPathError as e:
         raise ExportError(str(e)) from e
 
@@ -709,59 +840,65 @@ def _write_set(
     fmts: tuple[str, ...],
     plus_one: bool,
     cell: float,
-    obj_step: int,
+    obj_step: int | None,
     obj_up_axis: str,
     splat_soften_px: float,
     extra_meta: dict[str, Any] | None,
     masks: dict[str, np.ndarray] | None = None,
+    engine: str | None = None,
 ) -> dict[str, Path]:
     tmp = out.dir
     timings: dict[str, float] = {}
     written: dict[str, Path] = {}
     info: dict[str, Any] = {}
     try:
-        height_norm = np.asarray(result.height, dtype=np.float32)
-        height_m = np.asarray(result.height_m, dtype=np.float32)
-        if plus_one:
-            height_norm = plus_one_resample(height_norm)
-            height_m = plus_one_resample(height_m)
+        grid = height_grid(result, cell, plus_one=plus_one, engine=engine)
+        norm_rows = grid["rows"]
+        metre_rows = Rows(
+            norm_rows.height, norm_rows.width, _then(norm_rows.block, _metres(*result.height_range_m))
+        )
         for fmt in fmts:
             if fmt == "meta":
                 continue
             t0 = time.perf_counter()
             if fmt == "texture":
-                write_texture_png(tmp / "texture.png", result.texture_rgb)
+                write_texture_png(tmp / "texture.png", result.texture)
             elif fmt == "terrain":
-                write_texture_png(tmp / "terrain.png", result.shaded_rgb)
+                write_texture_png(tmp / "terrain.png", result.shaded)
             elif fmt == "height16":
-                write_height_png16(tmp / "height.png", height_norm)
+                write_height_png16(tmp / "height.png", norm_rows)
             elif fmt == "heightf":
-                write_height_tiff(tmp / "height.tif", height_m)
+                write_height_tiff(tmp / "height.tif", metre_rows, grid["cell_size_m"])
+            elif fmt == "raw16":
+                write_height_raw16(tmp / "height.raw", norm_rows)
             elif fmt == "splat":
-                s0, s1 = splat_masks(result.labels, soften_px=splat_soften_px)
-                write_rgba_png(tmp / "splat_0.png", s0)
-                write_rgba_png(tmp / "splat_1.png", s1)
+                write_splat_pngs(tmp / "splat_0.png", tmp / "splat_1.png", result.labels, splat_soften_px)
                 for name, mask in (masks or {}).items():  # 0..1 -> uint16 through the height encoding
                     write_height_png16(tmp / name, 2.0 * np.asarray(mask, dtype=np.float32) - 1.0)
                     written[name] = tmp / name
             elif fmt == "obj":
-                # The mesh spans the texture's full extent with plus_one (corners), else pixel centres.
+                # The mesh is on the pixels, or on their corners with plus_one (spanning the texture's
+                # full extent), never on an engine grid: engines build their meshes from height maps.
+                mesh_rows = metre_rows if engine is None else _pixel_metres(result, plus_one)
+                step = mesh_step(mesh_rows.height, mesh_rows.width) if obj_step is None else obj_step
                 obj = write_obj(
                     tmp / "terrain.obj",
-                    height_m,
+                    mesh_rows,
                     cell,
                     texture_name="texture.png",
-                    step=obj_step,
+                    step=step,
                     up_axis=obj_up_axis,
                     corner_uv=plus_one,
                 )
                 info["obj"] = {k: obj[k] for k in ("vertices", "faces", "step", "up_axis", "cell_size_m")}
                 info["obj"]["texture"] = "texture.png"
+                info["obj"]["grid"] = [mesh_rows.width, mesh_rows.height]
+                info["obj"]["reduced"] = obj["step"] > 1
             timings[f"write_{fmt}"] = time.perf_counter() - t0
             for name in FILES[fmt]:
                 written[name] = tmp / name
         if "meta" in fmts:
-            meta = _meta(result, fmts, written, info, timings, plus_one, cell, height_m, extra_meta)
+            meta = _meta(result, fmts, written, info, timings, plus_one, cell, grid, extra_meta)
             (tmp / "meta.json").write_text(json.dumps(_json_safe(meta), indent=2) + "\n")
             written["meta.json"] = tmp / "meta.json"
         return out.commit()
@@ -769,6 +906,36 @@ def _write_set(
         raise ExportError(str(e)) from e
     except OSError as e:
         raise ExportError(f"writing the outputs into {out.folder} failed, nothing was written: {e}") from e
+
+
+_H16_ENCODING = (
+    "uint16 v = round((h + 1) * 32767.5), h = v / 32767.5 - 1 in -1..1; "
+    "metres = lo + (h + 1) / 2 * (hi - lo) with [lo, hi] = height_range_m"
+)
+
+
+def engine_settings(engine: str, grid: dict[str, Any], extent_m: list[float], lo: float, hi: float) -> dict:
+    """What to type into the engine's height-map import so that the terrain has our size and heights."""
+    nw, nh = grid["size"]
+    cx, cy = grid["cell_size_m"]
+    if engine == "unity":
+        return {
+            "file": "height.raw (or height.png)",
+            "depth": 16,
+            "resolution": nw,
+            "byte_order": "Windows (little-endian)",
+            "flip_vertically": False,
+            "terrain_size_m": [extent_m[0], hi - lo, extent_m[1]],  # x, y (height), z
+            "position_y_m": lo,
+        }
+    # Unreal: z (cm) = location_z + (v - 32768) / 128 * z_scale; our v spans lo..hi metres.
+    z_scale = (hi - lo) * 100.0 * 128.0 / 65535.0
+    return {
+        "file": "height.png",
+        "resolution": [nw, nh],
+        "scale": [cx * 100.0, cy * 100.0, z_scale],
+        "location_z_cm": lo * 100.0 + 32768.0 / 65535.0 * (hi - lo) * 100.0,
+    }
 
 
 def _meta(
@@ -779,29 +946,44 @@ def _meta(
     timings: dict[str, float],
     plus_one: bool,
     cell: float,
-    height_m: np.ndarray,
+    grid: dict[str, Any],
     extra_meta: dict[str, Any] | None,
 ) -> dict[str, Any]:
     h, w = result.size
+    lo, hi = (float(v) for v in result.height_range_m)
+    cx, cy = grid["cell_size_m"]
     files: dict[str, Any] = {}
     for name, p in written.items():
         entry: dict[str, Any] = {"bytes": p.stat().st_size}
-        if name in ("height.png", "height.tif"):
-            entry["size"] = list(height_m.shape[::-1])  # [width, height]
+        if name.startswith("height."):
+            entry["size"] = list(grid["size"])  # [width, height]
         elif name.endswith(".png"):
             entry["size"] = [w, h]
         files[name] = entry
     if "height.png" in files:
-        files["height.png"]["encoding"] = (
-            "uint16 v = round((h + 1) * 32767.5), h = v / 32767.5 - 1 in -1..1; "
-            "metres = lo + (h + 1) / 2 * (hi - lo) with [lo, hi] = height_range_m"
-        )
+        files["height.png"]["encoding"] = _H16_ENCODING
     if "height.tif" in files:
-        files["height.tif"]["encoding"] = "float32 metres"
+        files["height.tif"].update(
+            encoding="float32 metres, GeoTIFF (deflate, floating-point predictor)",
+            cell_size_m=[cx, cy],
+            origin_m=[-grid["size"][0] * cx / 2.0, grid["size"][1] * cy / 2.0],
+            origin="upper-left corner of the upper-left sample's cell; x east, y north, the terrain's "
+            "centre at 0, 0 (as the OBJ mesh); no CRS",
+        )
+    if "height.raw" in files:
+        files["height.raw"].update(
+            encoding=_H16_ENCODING,
+            dtype="uint16",
+            byte_order="little-endian",
+            header_bytes=0,
+            row_order="row 0 = south (Unity's RAW layout: import with Flip Vertically off)",
+        )
     for name, chans in SPLAT_CHANNELS.items():
         if name in files:
             files[name]["channels"] = dict(zip("RGBA", chans, strict=True))
-    lo, hi = result.height_range_m
+    hn = np.asarray(result.height)
+    to_m = _metres(lo, hi)
+    extent = [w * cell, h * cell]
     meta: dict[str, Any] = {
         "format": "terrain-gan-output",
         "meta_version": META_VERSION,
@@ -809,15 +991,22 @@ def _meta(
         "seed": int(result.seed),
         "model": result.model,
         "size": [w, h],
-        "height_range_m": [float(lo), float(hi)],
-        "height_stats_m": {
-            "min": float(height_m.min()),
-            "max": float(height_m.max()),
-            "mean": float(height_m.mean()),
+        "height_range_m": [lo, hi],
+        "height_stats_m": {  # of the generated pixels
+            "min": float(to_m(hn.min())),
+            "max": float(to_m(hn.max())),
+            "mean": float(lo + (hn.mean(dtype=np.float64) + 1.0) * 0.5 * (hi - lo)),
         },
         "cell_size_m": cell,
-        "extent_m": [w * cell, h * cell],
+        "extent_m": extent,
         "plus_one": bool(plus_one),
+        "height_grid": {
+            "size": list(grid["size"]),
+            "cell_size_m": [cx, cy],
+            "layout": grid["layout"]
+            + (" (first and last samples on the map's edges)" * (grid["layout"] == "corners")),
+            "engine": grid["engine"],
+        },
         "orientation": "image row 0 = north, column 0 = west; light from the north-west",
         "formats": list(fmts),
         "files": files,
@@ -825,6 +1014,8 @@ def _meta(
         "timings": {**{k: float(v) for k, v in result.timings.items()}, **timings},
         **info,
     }
+    if grid["engine"]:
+        meta["engine_import"] = engine_settings(grid["engine"], grid, extent, lo, hi)
     for k, v in (extra_meta or {}).items():
         if k == "timings" and isinstance(v, dict):
             meta["timings"].update(v)

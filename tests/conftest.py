@@ -23,3 +23,17 @@ for var, sub in (
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def exr_channels(path) -> list[str]:
+    """Channel names in an OpenEXR file's header (its chlist attribute)."""
+    data = Path(path).read_bytes()
+    assert data[:4] == b"\x76\x2f\x31\x01", "not an OpenEXR file"
+    key = b"channels\x00chlist\x00"
+    i = data.index(key) + len(key) + 4  # after the attribute's size
+    names = []
+    while data[i : i + 1] != b"\x00":
+        name = data[i:].partition(b"\x00")[0]
+        names.append(name.decode())
+        i += len(name) + 1 + 16  # name, NUL, pixel type, pLinear + reserved, x/y sampling
+    return names

@@ -13,6 +13,8 @@ import pytest
 
 pytest.importorskip("bpy")
 
+from conftest import exr_channels  # noqa: E402
+
 from blender_addon.core.png import write_png  # noqa: E402
 from terrain_core.labels import PALETTE  # noqa: E402
 
@@ -89,6 +91,8 @@ def test_batch_generates_exports_renders_and_survives_a_bad_map(tmp_path):
     ):
         assert (d / name).is_file() and (d / name).stat().st_size > 0, name
     assert good["generation_size"] == [32, 24] and good["mesh_vertices"] == 32 * 24
+    assert good["mesh_reduced"] is False  # small maps keep one vertex per pixel
+    assert exr_channels(d / "height.exr") == ["Y"]
     lo, hi = good["height_m_min_max"]
     assert 5.0 <= lo <= hi <= 45.0
     assert {"generate", "render", "write_images"} <= set(good["timings_s"])

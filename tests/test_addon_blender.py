@@ -14,6 +14,8 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from conftest import exr_channels  # noqa: E402
+
 import blender_addon  # noqa: E402
 from blender_addon.blender import build, generate, live, paint  # noqa: E402
 from blender_addon.core import maps, pipeline  # noqa: E402
@@ -294,6 +296,38 @@ def test_displace_mode(scene):
     assert mod.texture.image.is_float and mod.texture_coords == "UV"
 
 
+def _evaluated_z(ob) -> np.ndarray:
+    dg = bpy.context.evaluated_depsgraph_get()
+    ev = ob.evaluated_get(dg)
+    me = ev.to_mesh()
+    co = np.empty(len(me.vertices) * 3, np.float32)
+    me.vertices.foreach_get("co", co)
+    ev.to_mesh_clear()
+    return co.reshape(-1, 3)[:, 2]
+
+
+def test_exported_exr_drives_the_displace_modifier_like_the_terrain(scene, tmp_path):
+    # The one-channel EXR a user exports, loaded as a user would, displaces the grid as the terrain's own
+    # height image does.
+    s = scene.terrain_gan
+    s.mesh_mode, s.mesh_resolution, s.height_min_m, s.height_max_m = "DISPLACE", 17, 10.0, 110.0
+    paint_half_mountains(s.paint_image)
+    with _ctx():
+        assert bpy.ops.terrain.generate() == {"FINISHED"}
+        bpy.ops.object.mode_set(mode="OBJECT")
+        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        bpy.context.view_layer.objects.active = ob
+        s.export_obj = s.export_glb = s.export_splats = s.export_texture = False
+        assert bpy.ops.terrain.export(directory=str(tmp_path)) == {"FINISHED"}
+    z_terrain = _evaluated_z(ob)
+    assert z_terrain.max() - z_terrain.min() > 1.0  # the relief is there
+    mod = ob.modifiers[0]
+    mod.texture.image = bpy.data.images.load(str(tmp_path / "height.exr"))
+    mod.strength, mod.mid_level = 1.0, 0.0  # the EXR holds metres; the flat grid sits at height_min_m
+    z_exr = _evaluated_z(ob) - 10.0
+    np.testing.assert_allclose(z_exr, z_terrain, atol=1e-3)
+
+
 def test_errors_report_and_change_nothing(scene, tmp_path):
     s = scene.terrain_gan
     corrupt = tmp_path / "corrupt.onnx"
@@ -417,6 +451,7 @@ def test_export_writes_all_files(scene, tmp_path, monkeypatch):
     Image = pytest.importorskip("PIL.Image")
     h16 = np.array(Image.open(tmp_path / "height.png"))
     assert h16.dtype == np.uint16 and h16.shape == (32, 32)
+    assert exr_channels(tmp_path / "height.exr") == ["Y"]  # one channel, not three identical ones
     exr = bpy.data.images.load(str(tmp_path / "height.exr"))
     h_exr = build.image_array(exr)[..., 0]
     h_img = build.image_array(bpy.data.images[ob[build.META_KEY]["height_image"]])[..., 0]

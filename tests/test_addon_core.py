@@ -317,6 +317,15 @@ def test_batch_refuses_old_blender_and_parses_arguments(tmp_path):
     assert ns.seed_list == [0, 1, 2] and ns.format_set == {"png", "exr"} and ns.render_wh == (64, 32)
 
 
+def test_batch_reduces_the_mesh_of_large_maps_by_default():
+    from blender_addon import batch
+    from terrain_core import exporters
+
+    assert batch.default_mesh_resolution(256) == 0 and batch.default_mesh_resolution(1024) == 0
+    side = batch.default_mesh_resolution(4096)
+    assert side == 1025 and side * side <= exporters.MESH_VERTEX_BUDGET < (side + 1) ** 2
+
+
 def test_addon_imports_only_what_blender_has():
     """Blender's Python has numpy but no torch, Pillow, scipy or training code; core/ has no bpy either."""
     import ast
@@ -331,6 +340,7 @@ def test_addon_imports_only_what_blender_has():
         "runtime",
         "export",
         "exporters",
+        "rasterfiles",
         "imageio",
         "output_set",
         "exits",

@@ -77,3 +77,21 @@ def test_smoke_erosion(tmp_path):
     assert sec["status"] in ("PASS", "MISS") and sec["ratio"] > 0
     assert sec["checks"]["huge_finite"] is True and sec["checks"]["huge_balance_error"] < 0.01
     assert sec["checks"]["peak_rss_bytes"] > 0 and sec["checks"]["scale_ratio"] > 0
+
+
+def test_smoke_cli_large(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--only", "cli_large", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    sec = json.loads(out.read_text())["sections"]["cli_large"]
+    (row,) = sec["rows"]
+    assert row["size"] == 256 and row["written_MB"] > 0 and row["obj_vertices"] == 256 * 256
+    assert 0 < row["peak_before_write_MiB"] <= row["peak_RSS_MiB"] and row["write_s"] > 0
+    assert 0 < row["peak_writing_MiB"] <= row["peak_RSS_MiB"]
+    assert sec["checks"]["256"]["rc"] == 0 and "height.tif" in sec["notes"][0]

@@ -102,6 +102,43 @@ def test_size_format_and_plus_one(tmp_path, model, map_png):
     assert rc == 0 and "texture.png, which was not written" in out_text
 
 
+def test_large_maps_get_a_reduced_mesh_and_the_summary_says_so(tmp_path, model, map_png, monkeypatch):
+    monkeypatch.setattr(cli.exporters, "MESH_FULL_MAX_SIDE", 32)  # the 56x40 map counts as large
+    monkeypatch.setattr(cli.exporters, "MESH_VERTEX_BUDGET", 300)
+    rc, stdout, err = run("generate", "--labels", map_png, "--out", tmp_path / "a", "--model", model)
+    assert rc == 0, err
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert meta["obj"]["reduced"] and meta["obj"]["vertices"] <= 300 and meta["obj"]["step"] == 3
+    assert "mesh: reduced to every 3rd sample, 20x14 of 56x40 vertices (--obj-step 1 for the full" in stdout
+    for extra in (["--obj-step", "1"], ["--format", "obj,meta"]):  # the full mesh only when asked
+        rc, stdout, err = run(
+            "generate", "--labels", map_png, "--out", tmp_path / "b", "--model", model, *extra
+        )  # fmt: skip
+        assert rc == 0, err
+        meta = json.loads((tmp_path / "b" / "meta.json").read_text())
+        assert not meta["obj"]["reduced"] and meta["obj"]["vertices"] == 56 * 40 and "mesh:" not in stdout
+
+
+def test_engine_unity_writes_raw16_at_its_size(tmp_path, model, map_png):
+    out = tmp_path / "u"
+    rc, stdout, err = run(
+        "generate", "--labels", map_png, "--out", out, "--model", model, "--engine", "unity",
+        "--format", "height16,raw16,meta", "--size-m", "560",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert {p.name for p in out.iterdir()} == {"height.png", "height.raw", "meta.json"}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["files"]["height.raw"]["size"] == [65, 65] and "65x65 samples, Unity's" in stdout
+    raw = np.fromfile(out / "height.raw", dtype="<u2").reshape(65, 65)
+    with Image.open(out / "height.png") as im:
+        np.testing.assert_array_equal(raw[::-1], np.array(im))
+    assert meta["height_grid"]["cell_size_m"] == [560 / 64, 400 / 64]  # the 560 x 400 m extent is kept
+    assert meta["engine_import"]["terrain_size_m"][0::2] == [560.0, 400.0]
+    rc, _, err = run("generate", "--labels", map_png, "--out", tmp_path / "all", "--model", model,
+                     "--format", "all", "-q")  # fmt: skip
+    assert rc == 0 and {p.name for p in (tmp_path / "all").iterdir()} == ALL_FILES | {"height.raw"}
+
+
 def test_resize_nearest_keeps_classes_and_proportions():
     lab = np.array([[0, 1], [2, 3]], np.uint8)
     big = cli.resize_nearest(lab, 6, 4)
@@ -164,6 +201,9 @@ def test_bad_maps_exit_2_and_write_nothing(tmp_path, model, kind, pattern):
         (["--bogus"], "unrecognized arguments"),
         (["--runtime", "onnx"], "needs a .onnx model file"),
         (["--runtime", "tensorflow"], "invalid choice"),
+        (["--engine", "godot"], "invalid choice"),
+        (["--engine", "unity", "--plus-one"], "not allowed with"),
+        (["--obj-step", "0"], "--obj-step must be in"),
     ],
 )
 def test_bad_options_exit_2_and_write_nothing(tmp_path, model, map_png, extra, pattern):

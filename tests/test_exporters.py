@@ -294,7 +294,8 @@ def test_write_outputs_writes_every_file_with_right_sizes_and_meta(tmp_path):
     res = make_result()
     out = tmp_path / "out"
     files = E.write_outputs(res, out, extra_meta={"inputs": {"labels": "map.png"}})
-    expected = {n for names in E.FILES.values() for n in names}
+    expected = {n for f in E.DEFAULT_FORMATS for n in E.FILES[f]}
+    assert "height.raw" not in expected  # engine files only when asked
     assert set(files) == expected and {p.name for p in out.iterdir()} == expected
     for name in ("texture.png", "terrain.png"):
         with Image.open(out / name) as im:
@@ -410,9 +411,9 @@ def test_splat_blocks_do_not_change_the_result():
     np.testing.assert_array_equal(whole[1], blocks[1])
 
 
-def test_numpy_parts_work_without_pillow_scipy_or_torch(tmp_path):
-    # Inside Blender there is no Pillow: importing these modules and the numpy-only writers must work,
-    # and the image writers must say what is missing.
+def test_every_writer_works_without_pillow_scipy_or_torch(tmp_path):
+    # Inside Blender there is no Pillow: importing these modules and writing every file must work, and
+    # reading images must say what is missing.
     script = textwrap.dedent(
         f"""
         import sys, importlib.abc
@@ -424,16 +425,18 @@ def test_numpy_parts_work_without_pillow_scipy_or_torch(tmp_path):
         sys.path.insert(0, {str(ROOT)!r})
         import numpy as np
         from terrain_core import exporters as E, imageio, cli
+        from terrain_core.result import TerrainResult
+        r = np.random.default_rng(0)
+        res = TerrainResult(np.zeros((24, 40), np.uint8), r.random((24, 40, 3), dtype=np.float32),
+                            r.random((24, 40, 3), dtype=np.float32), np.zeros((24, 40), np.float32),
+                            (0.0, 10.0), 0)
+        np.save({str(tmp_path / "texture.npy")!r}, res.texture_rgb)
         h = np.random.default_rng(0).normal(size=(9, 12)).astype(np.float32)
-        E.write_obj({str(tmp_path / "t.obj")!r}, h, 1.0)
         s0, s1 = E.splat_masks(np.zeros((9, 12), np.uint8), soften_px=1.0)
         assert E.hillshade(h, 1.0).shape == (9, 12) and s0[..., 0].min() == 255
+        print(sorted(E.write_outputs(res, {str(tmp_path / "out")!r}, "all")))
         try:
-            E.write_texture_png({str(tmp_path / "x.png")!r}, np.zeros((4, 4, 3), np.uint8))
-        except E.ExportError as e:
-            print("OK:", e)
-        try:
-            imageio.read_label_map({str(tmp_path / "t.obj")!r})
+            imageio.read_label_map({str(tmp_path / "out" / "texture.png")!r})
         except imageio.MapReadError as e:
             print("OK:", e)
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("PIL", "scipy", "torch")))
@@ -442,10 +445,12 @@ def test_numpy_parts_work_without_pillow_scipy_or_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("OK:") and "Pillow" in lines[0]
+    assert lines[0] == str(sorted(n for names in E.FILES.values() for n in names))
     assert lines[1].startswith("OK:") and "Pillow" in lines[1]
     assert lines[2] == "[]"
-    assert len(parse_obj(tmp_path / "t.obj")["v"]) == 9 * 12
+    with Image.open(tmp_path / "out" / "texture.png") as im:  # and what was written is right
+        np.testing.assert_array_equal(np.array(im), np.load(tmp_path / "texture.npy"))
+    assert len(parse_obj(tmp_path / "out" / "terrain.obj")["v"]) == 24 * 40
 
 
 def test_failed_export_removes_the_folders_it_created(tmp_path):
@@ -457,3 +462,124 @@ def test_failed_export_removes_the_folders_it_created(tmp_path):
     assert files["texture.png"].is_file() and sorted(
         p.name for p in files["texture.png"].parent.iterdir()
     ) == ["texture.png"]
+
+
+# ---------------------------------------------------------------------------------- grids and engines
+
+
+def test_height_tif_carries_the_cell_size_of_meta_json(tmp_path):
+    rasterio = pytest.importorskip("rasterio")
+    res = make_result(24, 40)
+    for sub, kw in (("a", {}), ("b", {"size_m": 1000.0}), ("c", {"plus_one": True, "cell_size_m": 2.5})):
+        E.write_outputs(res, tmp_path / sub, "heightf,obj,meta", **kw)
+        meta = json.loads((tmp_path / sub / "meta.json").read_text())
+        cell = meta["cell_size_m"]
+        assert cell == {"a": 30.0, "b": 25.0, "c": 2.5}[sub]
+        with rasterio.open(tmp_path / sub / "height.tif") as ds:
+            assert ds.res == (cell, cell) and ds.crs is None
+            assert [ds.width, ds.height] == meta["files"]["height.tif"]["size"] == meta["height_grid"]["size"]
+            assert (ds.transform.c, ds.transform.f) == tuple(meta["files"]["height.tif"]["origin_m"])
+            # centred on 0, 0 like the mesh: sample centres at the OBJ's vertex positions
+            assert ds.xy(0, 0) == pytest.approx((-(ds.width - 1) * cell / 2, (ds.height - 1) * cell / 2))
+            band = ds.read(1)
+        want = E.plus_one_resample(res.height_m) if sub == "c" else res.height_m
+        np.testing.assert_allclose(band, want, atol=2e-3)
+        obj = parse_obj(tmp_path / sub / "terrain.obj")
+        assert obj["v"][0, 0] == pytest.approx(ds.xy(0, 0)[0], abs=1e-3)
+
+
+def test_raw16_round_trips_into_the_same_heights(tmp_path):
+    res = make_result(24, 40)
+    E.write_outputs(res, tmp_path, "height16,raw16,meta")
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    entry = meta["files"]["height.raw"]
+    assert entry["byte_order"] == "little-endian" and entry["dtype"] == "uint16"
+    assert entry["row_order"].startswith("row 0 = south") and entry["bytes"] == 40 * 24 * 2
+    w, h = entry["size"]
+    raw = np.fromfile(tmp_path / "height.raw", dtype="<u2").reshape(h, w)[::-1]  # north row first
+    with Image.open(tmp_path / "height.png") as im:
+        np.testing.assert_array_equal(raw, np.array(im))  # the same encoding as height.png
+    lo, hi = meta["height_range_m"]
+    metres = lo + raw / 65535.0 * (hi - lo)  # the encoding meta.json states
+    step = (hi - lo) / 65535.0
+    np.testing.assert_allclose(metres, res.height_m, atol=step / 2 + 1e-4)
+
+
+@pytest.mark.parametrize(
+    "engine,w,h,want",
+    [
+        ("unity", 4096, 4096, (4097, 4097)),
+        ("unity", 1000, 600, (1025, 1025)),
+        ("unity", 700, 700, (513, 513)),
+        ("unreal", 4096, 4096, (4033, 4033)),
+        ("unreal", 2048, 1024, (2017, 1009)),
+        ("unreal", 40, 24, (127, 127)),
+    ],
+)
+def test_engine_grid_picks_the_nearest_recommended_size(engine, w, h, want):
+    assert E.engine_grid(engine, w, h) == want
+
+
+@pytest.mark.parametrize("engine", ["unity", "unreal"])
+def test_engine_heights_are_resampled_and_keep_the_extent(tmp_path, engine):
+    rasterio = pytest.importorskip("rasterio")
+    res = make_result(24, 40)
+    E.write_outputs(res, tmp_path, "texture,height16,heightf,raw16,obj,meta", engine=engine, size_m=400.0)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    nw, nh = E.engine_grid(engine, 40, 24)
+    grid = meta["height_grid"]
+    assert grid["size"] == [nw, nh] and grid["engine"] == engine and grid["layout"].startswith("corners")
+    cx, cy = grid["cell_size_m"]
+    assert (nw - 1) * cx == pytest.approx(400.0) and (nh - 1) * cy == pytest.approx(240.0)  # extent kept
+    with Image.open(tmp_path / "height.png") as im:
+        assert im.size == (nw, nh)
+    with Image.open(tmp_path / "texture.png") as im:
+        assert im.size == (40, 24)  # textures stay at the pixel size
+    with rasterio.open(tmp_path / "height.tif") as ds:
+        assert ds.res == pytest.approx((cx, cy)) and (ds.width, ds.height) == (nw, nh)
+        band = ds.read(1)
+    # corners take the corner pixels; the heights stay within the map's
+    assert band[0, 0] == pytest.approx(res.height_m[0, 0], abs=1e-3)
+    assert band[-1, -1] == pytest.approx(res.height_m[-1, -1], abs=1e-3)
+    assert res.height_m.min() - 1e-3 <= band.min() and band.max() <= res.height_m.max() + 1e-3
+    assert (tmp_path / "height.raw").stat().st_size == nw * nh * 2
+    assert meta["obj"]["vertices"] == 24 * 40  # the mesh stays on the pixels
+    imp = meta["engine_import"]
+    if engine == "unity":
+        assert imp["resolution"] == nw and imp["terrain_size_m"] == [400.0, 1000.0, 240.0]
+    else:  # z = location + (v - 32768) / 128 * z_scale reproduces lo and hi (cm)
+        z = [imp["location_z_cm"] + (v - 32768) / 128 * imp["scale"][2] for v in (0, 65535)]
+        assert z == pytest.approx([-100.0 * 100, 900.0 * 100])
+    with pytest.raises(ValueError, match="plus_one or engine"):
+        E.write_outputs(res, tmp_path / "x", engine=engine, plus_one=True)
+    with pytest.raises(ValueError, match="engine must be"):
+        E.write_outputs(res, tmp_path / "x", engine="godot")
+    assert not (tmp_path / "x").exists()
+
+
+def test_mesh_step_keeps_large_meshes_within_the_budget():
+    assert E.mesh_step(1024, 1024) == 1 and E.mesh_step(1025, 1025) == 1  # full mesh up to 1024 (+1)
+    assert E.mesh_step(4096, 4096) == 4 and E.mesh_step(4097, 4097) == 4
+    for rows_n, cols_n in ((4096, 4096), (2000, 3000), (1100, 8192), (16385, 16385)):
+        step = E.mesh_step(rows_n, cols_n)
+
+        def verts(s, r=rows_n, c=cols_n):
+            return len(E.grid_indices(r, s)) * len(E.grid_indices(c, s))
+
+        assert verts(step) <= E.MESH_VERTEX_BUDGET < verts(step - 1), (rows_n, cols_n)
+
+
+def test_large_maps_get_a_reduced_mesh_unless_asked(tmp_path, monkeypatch):
+    monkeypatch.setattr(E, "MESH_FULL_MAX_SIDE", 16)
+    monkeypatch.setattr(E, "MESH_VERTEX_BUDGET", 100)
+    res = make_result(24, 40)
+    E.write_outputs(res, tmp_path / "auto", "obj,meta")
+    meta = json.loads((tmp_path / "auto" / "meta.json").read_text())
+    assert meta["obj"]["reduced"] and meta["obj"]["step"] == 4 and meta["obj"]["grid"] == [40, 24]
+    obj = parse_obj(tmp_path / "auto" / "terrain.obj")
+    assert len(obj["v"]) == meta["obj"]["vertices"] == 11 * 7  # step 3 would be 9 x 14 = 126
+    kept = res.height_m[[0, 4, 8, 12, 16, 20, 23]][:, [*range(0, 40, 4), 39]]  # the last row/column stay
+    np.testing.assert_allclose(obj["v"][:, 1], kept.ravel(), atol=1e-4)
+    E.write_outputs(res, tmp_path / "full", "obj,meta", obj_step=1)
+    meta = json.loads((tmp_path / "full" / "meta.json").read_text())
+    assert not meta["obj"]["reduced"] and meta["obj"]["vertices"] == 24 * 40

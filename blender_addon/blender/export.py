@@ -1,7 +1,8 @@
 """Export a generated terrain: height 16-bit PNG + 32-bit float EXR, texture PNG, splat masks, OBJ/GLB.
 
-PNGs are written by the add-on's numpy PNG writer (exact values, no colour management), the EXR through a
-Blender float image, meshes through Blender's own OBJ and glTF exporters.
+PNGs are written by the add-on's numpy PNG writer (exact values, no colour management), the EXR by
+``terrain_core.rasterfiles`` (one float channel, Y: Blender's own image saving writes three identical RGB
+channels), meshes through Blender's own OBJ and glTF exporters.
 """
 
 from __future__ import annotations
@@ -17,34 +18,26 @@ from terrain_core.exits import one_line
 from terrain_core.exporters import height_to_uint16, splat_masks
 from terrain_core.labels import LabelMapError
 from terrain_core.output_set import OutputSet, atomic_file
+from terrain_core.rasterfiles import array_rows, write_exr
 from terrain_core.result import to_uint8
 
 from ..core.maps import map_checksum, resize_nearest
 from ..core.png import write_png
-from .build import META_KEY, image_array, material_image, new_image
+from .build import META_KEY, image_array, material_image
 
 FORMATS = ("png", "exr", "obj", "glb", "blend")
 
 
-def write_height_exr(path: Path, height_m: np.ndarray, scene) -> Path:
-    """32-bit float single-channel EXR of heights in metres, through a temporary Blender float image."""
-    img = new_image("terrain export height", height_m, float_buffer=True, non_color=True)
-    st = scene.render.image_settings
-    saved = (st.file_format, st.color_depth, st.color_mode, st.exr_codec)
-    try:
-        st.file_format, st.color_depth, st.color_mode, st.exr_codec = "OPEN_EXR", "32", "BW", "ZIP"
-        with atomic_file(path) as tmp:  # the temporary name keeps the .exr suffix Blender goes by
-            img.save_render(str(tmp), scene=scene)
-    finally:
-        st.file_format, st.color_depth, st.color_mode, st.exr_codec = saved
-        bpy.data.images.remove(img)
+def write_height_exr(path: Path, height_m: np.ndarray) -> Path:
+    """32-bit float EXR of heights in metres with one channel (Y), written under a temporary name first."""
+    with atomic_file(path) as tmp:
+        write_exr(tmp, array_rows(np.asarray(height_m, np.float32)))
     return path
 
 
 def write_maps(
     out_dir: Path,
     *,
-    scene,
     height_m: np.ndarray,
     height_range_m: tuple[float, float],
     texture: np.ndarray | None = None,
@@ -65,9 +58,7 @@ def write_maps(
         lo, hi = height_range_m
         norm = (np.asarray(height_m, np.float64) - lo) / max(hi - lo, 1e-12) * 2.0 - 1.0
         files["height.png"] = write_png(out_dir / "height.png", height_to_uint16(norm))
-        files["height.exr"] = write_height_exr(
-            out_dir / "height.exr", np.asarray(height_m, np.float32), scene
-        )
+        files["height.exr"] = write_height_exr(out_dir / "height.exr", height_m)
     if texture is not None:
         files["texture.png"] = write_png(out_dir / "texture.png", to_uint8(np.asarray(texture)[..., :3]))
     if shaded is not None:
@@ -206,7 +197,6 @@ def _export_into(context, ob, meta, out: Path, height_m, texture, labels, s) -> 
     """Write the chosen files of one terrain into ``out`` (the output set's staging folder)."""
     files = write_maps(
         out,
-        scene=context.scene,
         height_m=height_m,
         height_range_m=(float(meta["height_min_m"]), float(meta["height_max_m"])),
         texture=texture if s.export_texture else None,
