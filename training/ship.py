@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         if not a.no_export:
             from training.train import main as train_main
 
-            args = ["--out", str(run), "--data", str(data), "--export-only"]
+            # the model files always include the ONNX one (runs often turn it off to save time)
+            args = ["--out", str(run), "--data", str(data), "--export-only", "--set", "export_onnx=true"]
             if a.checkpoint:
                 args += ["--checkpoint", a.checkpoint]
             code = train_main(args)
