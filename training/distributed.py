@@ -78,6 +78,15 @@ def all_mean_(flat: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return flat
 
 
+def any_rank(flag: bool, env: DistEnv) -> bool:
+    """True on every rank when ``flag`` is true on any (so that all ranks take the same branch)."""
+    if not env.distributed:
+        return flag
+    t = torch.tensor([float(flag)], device=env.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def broadcast_module_(module: torch.nn.Module, env: DistEnv) -> None:
     """Start every rank from rank 0's parameters and buffers."""
     if env.distributed:

@@ -136,13 +136,21 @@ def perceptual_l1(vgg: VGG19Features, fake_rgb: torch.Tensor, real_rgb: torch.Te
 
     One-channel inputs (height) are replicated to three, as the original did.
     """
-    if fake_rgb.shape[1] == 1:
-        fake_rgb = fake_rgb.expand(-1, 3, -1, -1)
-        real_rgb = real_rgb.expand(-1, 3, -1, -1)
-    # Both through one forward (one batch); real features need no graph.
-    n = fake_rgb.shape[0]
-    feats = vgg(torch.cat([fake_rgb, real_rgb.detach()], 0) * 0.5 + 0.5)
-    loss = fake_rgb.new_zeros(())
+    return perceptual_l1_pair(vgg, (fake_rgb, real_rgb))[0]
+
+
+def perceptual_l1_pair(vgg: VGG19Features, *pairs: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+    """:func:`perceptual_l1` of each (fake, real) pair, all through one VGG forward (one batch).
+
+    Inputs as for :func:`perceptual_l1`, every one of the same N, H, W.
+    """
+    fakes = [f.expand(-1, 3, -1, -1) if f.shape[1] == 1 else f for f, _ in pairs]
+    reals = [r.detach().expand(-1, 3, -1, -1) if r.shape[1] == 1 else r.detach() for _, r in pairs]
+    n, k = fakes[0].shape[0], len(pairs)
+    feats = vgg(torch.cat(fakes + reals, 0) * 0.5 + 0.5)  # [2kN, 3, H, W]: the fakes, then the reals
+    losses = [fakes[0].new_zeros(()) for _ in pairs]
     for f in feats:
-        loss = loss + F.l1_loss(f[:n], f[n:].detach())
-    return loss
+        for i in range(k):
+            real_f = f[(k + i) * n : (k + i + 1) * n].detach()  # real features need no graph
+            losses[i] = losses[i] + F.l1_loss(f[i * n : (i + 1) * n], real_f)
+    return losses
