@@ -15,6 +15,7 @@ from torch import nn
 from terrain_core.config import GeneratorConfig, ShadowConfig
 from terrain_core.nn.color import lab_to_rgb
 from terrain_core.nn.generator import Generator
+from terrain_core.nn.layers import in_float32
 from terrain_core.nn.shadow import ShadowGenerator
 
 
@@ -30,8 +31,7 @@ class GenOutput:
 
 def lab_to_rgb_m11(lab: torch.Tensor) -> torch.Tensor:
     """Normalised Lab -> RGB in -1..1, in fp32 even under autocast (bf16 would band the colours)."""
-    with torch.autocast(lab.device.type, enabled=False):
-        return lab_to_rgb(lab.float()) * 2.0 - 1.0
+    return in_float32(lab_to_rgb, lab) * 2.0 - 1.0
 
 
 def flip_per_sample(x: torch.Tensor, lr: torch.Tensor, ud: torch.Tensor) -> torch.Tensor:

@@ -124,6 +124,21 @@ def unflatten_into_(flat: torch.Tensor, tensors: list[torch.Tensor]) -> torch.Te
     return flat[offset:]
 
 
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """``opt.load_state_dict(saved)``, keeping ``opt``'s own implementation flags.
+
+    A saved param group carries ``fused``/``foreach``/``capturable``, and torch would adopt them: a CPU
+    checkpoint would switch a GPU run's fused Adam off (or on where the device has none). They also decide
+    where the step counters go: to the parameters' device for fused Adam, left on the CPU otherwise.
+    """
+    flags = ("fused", "foreach", "capturable")
+    groups = [
+        {**g, **{k: own[k] for k in flags if k in own}}
+        for g, own in zip(saved["param_groups"], opt.param_groups, strict=True)
+    ]
+    opt.load_state_dict({**saved, "param_groups": groups})
+
+
 def configure_cuda_backends() -> None:
     """cuDNN autotuning (fixed crop sizes) and TF32 matmuls/convs: the usual GPU training settings."""
     torch.backends.cudnn.benchmark = True
@@ -503,8 +518,8 @@ class Trainer:
                 ) from None
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"] if state.get("ema") is not None else state["g"])
-        self.g_opt.load_state_dict(state["g_opt"])
-        self.d_opt.load_state_dict(state["d_opt"])
+        load_optimizer_state(self.g_opt, state["g_opt"])
+        load_optimizer_state(self.d_opt, state["d_opt"])
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])

@@ -78,7 +78,7 @@ def in_float32(fn, *xs: torch.Tensor):
     and its finite differences on far fewer, a pattern the discriminator can learn and G cannot remove.
     """
     device = xs[0].device.type
-    if not torch.is_autocast_enabled(device):
+    if not (torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)):
         return fn(*xs)
     with torch.autocast(device, enabled=False):
         return fn(*(x.float() for x in xs))
