@@ -41,15 +41,16 @@ def flip_per_sample(x: torch.Tensor, lr: torch.Tensor, ud: torch.Tensor) -> torc
 
 
 def draw_flips(n: int, gen: torch.Generator, no_identity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample flips: lr, ud [n] bool, each with p = 1/2 as the original's tf.image.random_flip_*.
+    """Per-sample flips: lr, ud [n] bool on ``gen``'s device, each with p = 1/2 as the original's
+    tf.image.random_flip_*.
 
     ``no_identity``: draw uniformly among the three real flips (lr, ud, both) instead, so that every
     sample of the second route is lit from another side.
     """
     if no_identity:
-        k = torch.randint(1, 4, (n,), generator=gen)
+        k = torch.randint(1, 4, (n,), generator=gen, device=gen.device)
         return (k & 1).bool(), (k & 2).bool()
-    r = torch.rand((n, 2), generator=gen)
+    r = torch.rand((n, 2), generator=gen, device=gen.device)
     return r[:, 0] < 0.5, r[:, 1] < 0.5
 
 
