@@ -237,7 +237,20 @@ def count_syncs(trainer: Trainer, batch, monkeypatch) -> list[str]:
     return c.ops + calls
 
 
-@pytest.mark.parametrize("extra", [[], ["r1_gamma=1", "r1_every=1", "l1_weight=1"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        [
+            "r1_gamma=1",
+            "r1_every=1",
+            "l1_weight=1",
+            "slope_stats_weight=1",
+            "detail_stats_weight=1",
+            "diversity_weight=1",
+        ],
+    ],
+)
 def test_one_host_sync_per_step(extra, monkeypatch):
     t = Trainer(load_config("tiny", [*FM, *extra]))
     b = make_batch()
