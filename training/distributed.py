@@ -2,8 +2,11 @@
 
 Gradients are averaged by hand, one all_reduce per step over one flat buffer holding both networks'
 gradients and the loss values (as StyleGAN3 does), instead of wrapping the networks in
-DistributedDataParallel: the original's step computes D and G gradients from the same forward pass, and
-optional R1 needs a double backward; neither fits DDP's per-backward hooks. Because the losses travel in
+DistributedDataParallel: DDP does not support ``torch.autograd.grad``. It averages gradients from hooks
+that fire as ``.backward()`` accumulates into ``.grad``, and ``autograd.grad`` returns gradients without
+accumulating them, so DDP would never reduce them. The step needs ``autograd.grad`` twice: for the joint
+update (D's and G's gradients from one forward, each for its own parameters) and for R1 (the gradient of
+D with respect to its input, differentiated again). Because the losses travel in
 the same buffer, every rank sees the same all-process mean D loss and so takes the same G on/off
 decision; a rank deciding differently would leave the others waiting in the next all_reduce forever.
 """
@@ -76,6 +79,15 @@ def all_mean_(flat: torch.Tensor, env: DistEnv) -> torch.Tensor:
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat.div_(env.world)
     return flat
+
+
+def any_rank(flag: bool, env: DistEnv) -> bool:
+    """True on every rank when ``flag`` is true on any (so that all ranks take the same branch)."""
+    if not env.distributed:
+        return flag
+    t = torch.tensor([float(flag)], device=env.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def broadcast_module_(module: torch.nn.Module, env: DistEnv) -> None:

@@ -15,6 +15,7 @@ from torch import nn
 from terrain_core.config import GeneratorConfig, ShadowConfig
 from terrain_core.nn.color import lab_to_rgb
 from terrain_core.nn.generator import Generator
+from terrain_core.nn.layers import in_float32
 from terrain_core.nn.shadow import ShadowGenerator
 
 
@@ -30,8 +31,7 @@ class GenOutput:
 
 def lab_to_rgb_m11(lab: torch.Tensor) -> torch.Tensor:
     """Normalised Lab -> RGB in -1..1, in fp32 even under autocast (bf16 would band the colours)."""
-    with torch.autocast(lab.device.type, enabled=False):
-        return lab_to_rgb(lab.float()) * 2.0 - 1.0
+    return in_float32(lab_to_rgb, lab) * 2.0 - 1.0
 
 
 def flip_per_sample(x: torch.Tensor, lr: torch.Tensor, ud: torch.Tensor) -> torch.Tensor:
@@ -41,15 +41,16 @@ def flip_per_sample(x: torch.Tensor, lr: torch.Tensor, ud: torch.Tensor) -> torc
 
 
 def draw_flips(n: int, gen: torch.Generator, no_identity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample flips: lr, ud [n] bool, each with p = 1/2 as the original's tf.image.random_flip_*.
+    """Per-sample flips: lr, ud [n] bool on ``gen``'s device, each with p = 1/2 as the original's
+    tf.image.random_flip_*.
 
     ``no_identity``: draw uniformly among the three real flips (lr, ud, both) instead, so that every
     sample of the second route is lit from another side.
     """
     if no_identity:
-        k = torch.randint(1, 4, (n,), generator=gen)
+        k = torch.randint(1, 4, (n,), generator=gen, device=gen.device)
         return (k & 1).bool(), (k & 2).bool()
-    r = torch.rand((n, 2), generator=gen)
+    r = torch.rand((n, 2), generator=gen, device=gen.device)
     return r[:, 0] < 0.5, r[:, 1] < 0.5
 
 

@@ -56,7 +56,7 @@ from training.manifest import read_manifest, split_names
 from training.nets import TrainGenerator, draw_flips, warm_start
 from training.resume_state import ResumeStateError, load_resume_state, save_resume_state
 from training.train_config import ConfigError, TrainConfig, config_to_toml, load_config
-from training.vgg import load_vgg19, perceptual_l1
+from training.vgg import load_vgg19, perceptual_l1_pair
 
 RESUME_STATE = "resume_state.safetensors"  # the compact state, beside latest.pt in the run folder
 
@@ -110,6 +110,42 @@ def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.reshape(-1).float() for t in tensors]) if tensors else torch.zeros(0)
 
 
+def unflatten_into_(flat: torch.Tensor, tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Copy ``flat`` (as :func:`_flatten` laid it out) back into ``tensors``; return what follows them.
+
+    In place, so each tensor keeps its strides: a channels_last gradient stays channels_last (a view of
+    the flat buffer would be NCHW-contiguous, and the fused optimiser kernels fall back to slow paths).
+    """
+    offset = 0
+    for t in tensors:
+        k = t.numel()
+        t.copy_(flat[offset : offset + k].view(t.shape))
+        offset += k
+    return flat[offset:]
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """``opt.load_state_dict(saved)``, keeping ``opt``'s own implementation flags.
+
+    A saved param group carries ``fused``/``foreach``/``capturable``, and torch would adopt them: a CPU
+    checkpoint would switch a GPU run's fused Adam off (or on where the device has none). They also decide
+    where the step counters go: to the parameters' device for fused Adam, left on the CPU otherwise.
+    """
+    flags = ("fused", "foreach", "capturable")
+    groups = [
+        {**g, **{k: own[k] for k in flags if k in own}}
+        for g, own in zip(saved["param_groups"], opt.param_groups, strict=True)
+    ]
+    opt.load_state_dict({**saved, "param_groups": groups})
+
+
+def configure_cuda_backends() -> None:
+    """cuDNN autotuning (fixed crop sizes) and TF32 matmuls/convs: the usual GPU training settings."""
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
 # ------------------------------------------------------------------------------------------------ trainer
 
 
@@ -122,8 +158,11 @@ class Trainer:
         self.device = self.env.device
         self.log = log if self.env.is_main else (lambda *a, **k: None)
         self.total_steps = total_steps
+        if self.device.type == "cuda":
+            configure_cuda_backends()
         torch.manual_seed(cfg.seed)  # same initial weights everywhere (rank 0's are broadcast anyway)
         self.gen = TrainGenerator(cfg.generator_config(), cfg.shadow_config()).to(self.device)
+        self.gen.generator.check_values = False  # its inputs are drawn here; a check is a sync on a GPU
         from terrain_core.nn.discriminator import MultiScaleDiscriminator
 
         self.disc = MultiScaleDiscriminator(cfg.discriminator_config()).to(self.device)
@@ -136,17 +175,23 @@ class Trainer:
         self.ema = copy.deepcopy(self.gen).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
         if cfg.compile:
             # In place (Module.compile): state-dict keys stay as they are; the EMA copy is made above.
-            self.gen.generator.compile()
-            self.disc.compile()
+            # R1 does not go through the compiled D (see r1_disc).
+            self.gen.generator.compile(backend=cfg.compile_backend)
+            self.disc.compile(backend=cfg.compile_backend)
 
         self.g_params = [p for p in self.gen.parameters() if p.requires_grad]
         self.d_params = [p for p in self.disc.parameters() if p.requires_grad]
+        # Fused Adam (one kernel, step counters on the device): no per-parameter host reads of the step.
+        fused = self.device.type in ("cuda", "cpu")
         self.g_opt = torch.optim.Adam(
-            self.g_params, lr=cfg.g_lr, betas=(cfg.g_beta1, cfg.g_beta2), eps=cfg.adam_eps
+            self.g_params, lr=cfg.g_lr, betas=(cfg.g_beta1, cfg.g_beta2), eps=cfg.adam_eps, fused=fused
         )
         self.d_opt = torch.optim.Adam(
-            self.d_params, lr=cfg.d_lr, betas=(cfg.d_beta1, cfg.d_beta2), eps=cfg.adam_eps
+            self.d_params, lr=cfg.d_lr, betas=(cfg.d_beta1, cfg.d_beta2), eps=cfg.adam_eps, fused=fused
         )
+        if self.ema is not None:
+            self.ema_params = list(self.ema.parameters())
+            self.ema_buffers = list(self.ema.buffers())
         self.amp = amp_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
 
@@ -169,6 +214,7 @@ class Trainer:
         self.g_updates = 0
         self.bad_in_a_row = 0
         self.bad_total = 0
+        self.scaler_skips = 0  # fp16 steps the GradScaler skipped (inf/NaN gradients; it halves its scale)
         self.decisions_hex = ""  # hash chain of G on/off per step: equal digests = equal decisions
         self.campaign: list[dict[str, Any]] = []  # earlier runs continued from a resume state
 
@@ -239,10 +285,10 @@ class Trainer:
         return z, noises
 
     def draw_flips(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g = torch.Generator()
+        """Per-sample flip masks [n] bool, drawn on the device (a host-drawn mask is a copy per step)."""
+        g = torch.Generator(device=self.device)
         g.manual_seed(step_seed(self.cfg.seed, self.step, self.env.rank, 2))
-        lr, ud = draw_flips(n, g, self.cfg.flip_no_identity)
-        return lr.to(self.device), ud.to(self.device)
+        return draw_flips(n, g, self.cfg.flip_no_identity)
 
     def _set_lrs(self) -> float:
         f = lr_factor(self.step, self.total_steps, self.cfg)
@@ -282,9 +328,9 @@ class Trainer:
             if g_on:
                 terms.update(generator_adv_losses(d_fake, d_flip))
                 weights = {"g_adv": 1.0, "g_adv_flip": 1.0}
-                if self.vgg is not None:
-                    terms["perc_rgb"] = perceptual_l1(self.vgg, out.rgb, real_rgb)
-                    terms["perc_h"] = perceptual_l1(self.vgg, out.height, real_h)
+                if self.vgg is not None:  # RGB and height through one VGG batch
+                    pair = perceptual_l1_pair(self.vgg, (out.rgb, real_rgb), (out.height, real_h))
+                    terms["perc_rgb"], terms["perc_h"] = pair
                     weights["perc_rgb"] = weights["perc_h"] = cfg.perceptual_weight
                 if self.fm_weight:
                     terms["fm"] = feature_matching(d_fake, d_real)
@@ -316,7 +362,7 @@ class Trainer:
         if cfg.r1_gamma and self.step % cfg.r1_every == 0:
             # Lazy R1 (StyleGAN2): every r1_every steps, scaled by r1_every; a separate fp32 pass on real.
             x = parts[0].detach().float().requires_grad_(True)
-            logits = [lg for lg, _ in self.disc(x)]
+            logits = [lg for lg, _ in self.r1_disc(x)]
             terms["r1"] = r1_penalty(logits, x, first_channel=onehot.shape[1])  # image channels only
             d_obj = d_obj + terms["r1"] * (0.5 * cfg.r1_gamma * cfg.r1_every)
 
@@ -345,40 +391,42 @@ class Trainer:
         if self.env.distributed:
             flat = torch.cat([_flatten(grads), values])
             D.all_mean_(flat, self.env)
-            offset = 0
-            for p, gr in zip(params, grads, strict=True):
-                k = gr.numel()
-                p.grad = flat[offset : offset + k].view_as(gr).to(p.dtype)
-                offset += k
-            values = flat[offset:]
-        else:
-            for p, gr in zip(params, grads, strict=True):
-                p.grad = gr
-        losses = dict(zip(names, values.tolist(), strict=True))
+            values = unflatten_into_(flat, grads)  # in place, keeping each gradient's memory layout
+        for p, gr in zip(params, grads, strict=True):
+            p.grad = gr
+
+        # Unscale (fp16), clip, then read the losses and both norms back in one device-to-host copy: the
+        # step's only sync (none is needed before it, since a skipped step's gradients are dropped).
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(self.d_opt)
+            if g_on:
+                self.scaler.unscale_(self.g_opt)
+        d_norm_t = self._clip(self.d_params, cfg.d_clip)
+        g_norm_t = self._clip(self.g_params, cfg.g_clip) if g_on else torch.zeros_like(d_norm_t)
+        host = torch.cat([values, d_norm_t.reshape(1), g_norm_t.reshape(1)]).tolist()
+        losses = dict(zip(names, host[: len(names)], strict=True))
+        d_norm, g_norm = host[-2:]
 
         stats: dict[str, float] = {**losses, "g_on": float(g_on), "lr_factor": lr_f}
-        finite = all(math.isfinite(v) for v in losses.values())
-        d_norm = g_norm = float("nan")
-        if finite:
-            if self.scaler.is_enabled():
-                self.scaler.unscale_(self.d_opt)
-                if g_on:
-                    self.scaler.unscale_(self.g_opt)
-            d_norm = self._clip(self.d_params, cfg.d_clip)
-            g_norm = self._clip(self.g_params, cfg.g_clip) if g_on else 0.0
-            # With fp16 the scaler skips inf gradients itself (and lowers its scale); otherwise a
-            # non-finite gradient norm is a bad step like a non-finite loss.
-            finite = self.scaler.is_enabled() or (math.isfinite(d_norm) and math.isfinite(g_norm))
-        if finite:
-            if self.scaler.is_enabled():
+        losses_finite = all(math.isfinite(v) for v in losses.values())
+        grads_finite = math.isfinite(d_norm) and math.isfinite(g_norm)
+        applied = losses_finite and grads_finite
+        if self.scaler.is_enabled():
+            # The scaler finds the same inf/NaN gradients (after unscale_), skips both optimisers' steps
+            # and halves its scale; otherwise it steps. Such a step updates nothing, as a bad step, but is
+            # counted apart: overflows while the scale settles are expected, not a sign of divergence.
+            if losses_finite:
                 self.scaler.step(self.d_opt)
                 if g_on:
                     self.scaler.step(self.g_opt)
-                self.scaler.update()
-            else:
-                self.d_opt.step()
-                if g_on:
-                    self.g_opt.step()
+                if not grads_finite:
+                    self.scaler_skips += 1
+            self.scaler.update()  # also after a bad step: unscale_ needs an update before the next one
+        elif applied:
+            self.d_opt.step()
+            if g_on:
+                self.g_opt.step()
+        if applied:
             self.d_updates += 1
             if g_on:
                 self.g_updates += 1
@@ -386,14 +434,14 @@ class Trainer:
             self.bad_in_a_row = 0
             if cfg.dynamic_ratio:
                 self.g_on = update_g_enabled(g_on, losses["d_total"], cfg.d_loss_upper, cfg.d_loss_lower)
-        else:
+        elif not (losses_finite and self.scaler.is_enabled()):
             self.bad_in_a_row += 1
             self.bad_total += 1
         self.d_opt.zero_grad(set_to_none=True)
         self.g_opt.zero_grad(set_to_none=True)
         self.decisions_hex = hashlib.sha256(f"{self.decisions_hex}{int(g_on)}".encode()).hexdigest()
         self.step += 1
-        stats.update(d_grad_norm=d_norm, g_grad_norm=g_norm, skipped=float(not finite))
+        stats.update(d_grad_norm=d_norm, g_grad_norm=g_norm, skipped=float(not applied))
         if self.bad_in_a_row >= cfg.max_bad_steps:
             bad = sorted(k for k, v in losses.items() if not math.isfinite(v)) or ["gradients"]
             raise TrainingDiverged(
@@ -404,11 +452,18 @@ class Trainer:
             )
         return stats
 
+    def r1_disc(self, x: torch.Tensor):
+        """D for R1: R1 differentiates D's gradient (a double backward), which a compiled module
+        (aot_autograd) does not support, so with ``compile`` it runs D's eager forward, same weights."""
+        return self.disc.forward(x) if self.cfg.compile else self.disc(x)
+
     @staticmethod
-    def _clip(params: list[torch.nn.Parameter], max_norm: float) -> float:
+    def _clip(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+        """The global gradient norm (a 0-dim tensor: reading it is left to the caller), clipped at
+        ``max_norm`` when that is > 0."""
         if max_norm > 0:
-            return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-        return float(torch.linalg.vector_norm(torch.stack([p.grad.float().norm() for p in params])))
+            return torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return torch.nn.utils.get_total_norm([p.grad for p in params])
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -417,10 +472,10 @@ class Trainer:
         decay = self.cfg.ema_decay
         if self.cfg.ema_warmup:
             decay = min(decay, (1 + self.g_updates) / (10 + self.g_updates))
-        for e, p in zip(self.ema.parameters(), self.gen.parameters(), strict=True):
-            e.lerp_(p.detach(), 1.0 - decay)
-        for e, b in zip(self.ema.buffers(), self.gen.buffers(), strict=True):
-            e.copy_(b)
+        torch._foreach_lerp_(self.ema_params, [p.detach() for p in self.gen.parameters()], 1.0 - decay)
+        gen_buffers = list(self.gen.buffers())
+        if gen_buffers:
+            torch._foreach_copy_(self.ema_buffers, gen_buffers)
 
     # -- state --------------------------------------------------------------------------------------------
 
@@ -445,6 +500,7 @@ class Trainer:
             "g_updates": self.g_updates,
             "bad_in_a_row": self.bad_in_a_row,
             "bad_total": self.bad_total,
+            "scaler_skips": self.scaler_skips,
             "decisions_hex": self.decisions_hex,
             "campaign": json.dumps(self.campaign),
             "torch_rng": torch.get_rng_state(),
@@ -462,24 +518,39 @@ class Trainer:
                 ) from None
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"] if state.get("ema") is not None else state["g"])
-        self.g_opt.load_state_dict(state["g_opt"])
-        self.d_opt.load_state_dict(state["d_opt"])
+        load_optimizer_state(self.g_opt, state["g_opt"])
+        load_optimizer_state(self.d_opt, state["d_opt"])
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.g_on = bool(state["g_on"])
         self.d_updates, self.g_updates = int(state["d_updates"]), int(state["g_updates"])
         self.bad_in_a_row, self.bad_total = int(state["bad_in_a_row"]), int(state["bad_total"])
+        self.scaler_skips = int(state.get("scaler_skips", 0))
         self.decisions_hex = state["decisions_hex"]
         self.campaign = json.loads(state.get("campaign", "[]"))
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # the CPU generator's state: a CPU ByteTensor
+
+    def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        """Resume from a checkpoint file, read onto the CPU whatever this trainer's device.
+
+        Read onto the GPU (``map_location=device``), the RNG state would land there (set_rng_state
+        refuses it) and so would non-fused Adam's step counters (read back to the host every step).
+        The optimisers move their moments to the parameters' device themselves.
+        """
+        state = ckpt.load(path, map_location="cpu")
+        self.load_state_dict(state)
+        return state
 
 
 # ------------------------------------------------------------------------------------------------ data
 
 
 class ResumableSampler(torch.utils.data.DistributedSampler):
-    """DistributedSampler (per-epoch permutation from seed + epoch) that can start mid-epoch."""
+    """DistributedSampler (per-epoch permutation from seed + epoch) that can start mid-epoch.
+
+    It yields ``(epoch, index)`` keys for :class:`EpochItems`.
+    """
 
     def __init__(self, dataset, num_replicas: int, rank: int, seed: int):
         super().__init__(
@@ -488,10 +559,39 @@ class ResumableSampler(torch.utils.data.DistributedSampler):
         self.skip = 0
 
     def __iter__(self):
-        return iter(list(super().__iter__())[self.skip :])
+        return iter([(self.epoch, i) for i in list(super().__iter__())[self.skip :]])
 
     def __len__(self) -> int:
         return self.num_samples - self.skip
+
+
+class EpochItems(torch.utils.data.Dataset):
+    """``items[(epoch, i)]`` = item ``i`` of ``dataset`` with that epoch's crop.
+
+    The epoch travels with each index, so the DataLoader's worker processes, each holding its own copy of
+    the dataset, can live across epochs (``persistent_workers``) and still crop per (seed, epoch, index).
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+        return self.dataset[index]
+
+
+def loader_workers(workers: int, local_processes: int) -> int:
+    """The ``workers`` setting as a number of processes; -1 = CPU cores - 2 shared by this node's
+    training processes, at least 1 each."""
+    if workers >= 0:
+        return workers
+    return max(1, ((os.cpu_count() or 1) - 2) // max(local_processes, 1))
 
 
 def open_dataset(root: str | Path, crop: int, seed: int, split: str):
@@ -695,7 +795,19 @@ def train(
         D.shutdown(env)
 
 
+def out_of_time(step: int, t_begin: float, cfg: TrainConfig, env: D.DistEnv) -> bool:
+    """Whether ``cfg.max_minutes`` have passed since ``t_begin``. With several processes every rank must
+    stop at the same step: they decide together (one small all_reduce) every ``log_every`` steps."""
+    late = time.time() - t_begin >= cfg.max_minutes * 60.0
+    if not env.distributed:
+        return late
+    if step % cfg.log_every:
+        return False
+    return D.any_rank(late, env)
+
+
 def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_from=None) -> dict[str, Any]:
+    t_begin = time.time()  # max_minutes counts from here: set-up (data, networks, compile) included
     log = log if env.is_main else (lambda *a, **k: None)
     if max_steps is not None:
         cfg = cfg.replace(max_steps=max_steps)
@@ -719,8 +831,7 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_f
     if resume:
         if not latest.is_file():
             raise UsageError(f"--resume: no checkpoint at {latest}; start without --resume")
-        state = ckpt.load(latest, map_location=env.device)
-        trainer.load_state_dict(state)
+        state = trainer.load_checkpoint(latest)
         if int(state.get("world", env.world)) != env.world:
             log(
                 f"warning: the checkpoint was written by {state['world']} processes, now {env.world}: the "
@@ -764,30 +875,33 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_f
             sample_ds = open_dataset(data_dir, cfg.crop, cfg.seed, "val")
         items = [sample_ds[i] for i in range(min(cfg.sample_count, len(sample_ds)))]
         fixed = {key: torch.stack([it[key] for it in items]) for key in ("onehot", "labels", "terrain")}
+    workers = loader_workers(cfg.workers, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     loader_kw: dict[str, Any] = dict(
         batch_size=cfg.batch_size,
         sampler=sampler,
         drop_last=True,
-        num_workers=cfg.workers,
+        num_workers=workers,
         pin_memory=env.device.type == "cuda",
     )
-    if cfg.workers:
-        loader_kw.update(prefetch_factor=4)
+    if workers:
+        loader_kw.update(prefetch_factor=4, persistent_workers=True)
+    # Made once: its workers live across epochs (the epoch travels with each index, see EpochItems).
+    loader = torch.utils.data.DataLoader(EpochItems(ds), **loader_kw)
     is_tty = sys.stdout.isatty()
     t_start = time.time()
+    stopped = ""  # why the run stopped before `total` steps ("" = it did not)
     epoch, offset = divmod(trainer.step, per_epoch)
     try:
-        while trainer.step < total:
+        while trainer.step < total and not stopped:
             sampler.set_epoch(epoch)
-            set_epoch = getattr(ds, "set_epoch", None)
-            if set_epoch is not None:
-                set_epoch(epoch)  # crops per (seed, epoch, index); workers get a fresh copy each epoch
             sampler.skip = offset * cfg.batch_size
-            loader = torch.utils.data.DataLoader(ds, **loader_kw)
             for batch in loader:
                 row_stats = trainer.train_step(batch)
                 stats.add(row_stats)
                 s = trainer.step
+                if cfg.max_minutes and s < total and out_of_time(s, t_begin, cfg, env):
+                    stopped = f"max_minutes ({cfg.max_minutes:g})"
+                    log(f"stopping at step {s}: {cfg.max_minutes:g} minutes of wall-clock time are up")
                 if s % cfg.log_every == 0 or s == total:
                     row = stats.flush(trainer, epoch, cfg.batch_size * env.world)
                     line = progress_line(row, total)
@@ -796,12 +910,12 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_f
                 if env.is_main:
                     if cfg.sample_every and s % cfg.sample_every == 0 and fixed is not None:
                         write_samples(trainer, fixed, run_dir / "samples" / f"step_{s:07d}.png")
-                    if s % cfg.save_every == 0 or s == total:
+                    if s % cfg.save_every == 0 or s == total or stopped:
                         ckpt.atomic_save(trainer.state_dict(), latest)
                         save_resume_state(trainer, run_dir / RESUME_STATE, history=trainer.campaign)
                     if cfg.keep_every and s % cfg.keep_every == 0:
                         ckpt.atomic_save(trainer.state_dict(), run_dir / f"ckpt_{s:07d}.pt")
-                if s >= total:
+                if s >= total or stopped:
                     break
             epoch += 1
             offset = 0
@@ -825,8 +939,10 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_f
         "g_updates": trainer.g_updates,
         "dg_ratio": trainer.d_updates / max(trainer.g_updates, 1),
         "bad_steps": trainer.bad_total,
+        "scaler_skips": trainer.scaler_skips,
         "world": env.world,
         "seconds": round(time.time() - t_start, 2),
+        "stopped": stopped,
         "perceptual": trainer.perceptual_source,
         "ranks": ranks,
         "ranks_agree": len({(r["params"], r["decisions"]) for r in ranks}) == 1,
@@ -890,6 +1006,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder: config, stats, samples, checkpoints, export")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop after this much wall-clock time, set-up included (then saves and exports as at the end)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/latest.pt")
     p.add_argument(
         "--resume-from",
@@ -941,6 +1063,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(config_src, args.set) if config_src else None
         if cfg is not None and args.max_steps is not None:
             cfg = cfg.replace(max_steps=args.max_steps)
+        if cfg is not None and args.max_minutes is not None:
+            cfg = cfg.replace(max_minutes=args.max_minutes)
         if cfg is not None:
             log(config_to_toml(cfg).rstrip())
         if args.dry_run:

@@ -48,12 +48,14 @@ class TrainConfig:
     # --- data --------------------------------------------------------------------------------------
     crop: int = 256  # training crop side in pixels (multiple of the generator's downsample, 32 by default)
     batch_size: int = 4  # per process (the original: 5 in v1.0, 4 in v1.1, 1 in v1.2)
-    workers: int = 4  # DataLoader worker processes per training process (0 = load in the main process)
+    workers: int = 4  # DataLoader worker processes per training process (0 = load in the main process;
+    # -1 = the machine's CPU cores minus 2, shared among the processes on this node, at least 1)
     split: str = "train"  # dataset split to train on ("" = every map; "train" falls back to all maps)
 
     # --- length ------------------------------------------------------------------------------------
     epochs: int = 500  # passes over the data (the original: 500)
     max_steps: int = 0  # stop after this many batches in total (0 = run all epochs)
+    max_minutes: float = 0.0  # stop (checkpoint, samples, export) after this much wall-clock time (0 = none)
 
     # --- optimisers (the original: Keras Adam; eps 1e-7 is Keras' default) -------------------------
     g_lr: float = 1e-4  # generator + shadow generator
@@ -116,6 +118,7 @@ class TrainConfig:
     amp: str = "auto"  # one of AMP_MODES
     channels_last: bool = True  # on CUDA only
     compile: bool = False  # torch.compile the generator and discriminator (CUDA)
+    compile_backend: str = "inductor"  # torch.compile backend ("aot_eager" compiles without code generation)
 
     # --- robustness ----------------------------------------------------------------------------------
     max_bad_steps: int = 20  # stop after this many consecutive steps with NaN/inf losses or gradients
@@ -154,9 +157,13 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "workers", "sample_every", "keep_every", "lr_warmup_steps", "sample_count"):
+        zero_ok = ("max_steps", "max_minutes", "sample_every", "keep_every", "lr_warmup_steps")
+        zero_ok += ("sample_count",)
+        for name in zero_ok:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.workers < -1:
+            raise ConfigError(f"workers must be >= 0, or -1 for the CPU cores minus 2; got {self.workers}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.d_loss_lower > self.d_loss_upper:

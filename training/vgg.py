@@ -20,6 +20,9 @@ from torch import nn
 from torch.nn import functional as F
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+# Seconds to wait for a connection or for the next bytes of the download. torch.hub waits forever; on a
+# machine without a network (or behind a silent proxy) training must fall back at once instead.
+DOWNLOAD_TIMEOUT_S = 20.0
 # Channels per conv and "M" for max-pool, torchvision's configuration "E", cut after block5_conv1.
 _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512)
 # Indices in ``features`` of the ReLU after block1..5_conv1.
@@ -122,13 +125,44 @@ def load_vgg19(
         return load_state(VGG19Features(), _read_state(cached), str(cached)), str(cached)
     if not allow_download:
         return None, f"no VGG19 weights at {cached} and downloading is off (vgg_download = false)"
+    if progress:
+        print(f"downloading VGG19 weights from {VGG19_URL} to {cached} (548 MB)", flush=True)
     try:
-        state = torch.hub.load_state_dict_from_url(
-            VGG19_URL, map_location="cpu", progress=progress, weights_only=True
-        )
-    except Exception as e:  # noqa: BLE001 - offline, proxy, disk full: all mean "not available"
+        download(VGG19_URL, cached, DOWNLOAD_TIMEOUT_S)
+    except Exception as e:  # noqa: BLE001 - offline, proxy, timeout, disk full: all mean "not available"
         return None, f"could not download VGG19 weights from {VGG19_URL}: {e}"
-    return load_state(VGG19Features(), state, VGG19_URL), VGG19_URL
+    return load_state(VGG19Features(), _read_state(cached), VGG19_URL), VGG19_URL
+
+
+def download(url: str, dest: Path, timeout: float) -> Path:
+    """``url`` -> ``dest`` through a temporary file beside it, renamed once complete and checked.
+
+    ``timeout`` bounds the connection and every wait for more bytes. As torch.hub does, the file's
+    sha256 must start with the hex digits after the last '-' of its name (vgg19-dcbb9e9d.pth).
+    """
+    import hashlib
+    import tempfile
+    import urllib.request
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    want = dest.stem.rsplit("-", 1)[-1]
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+                digest.update(chunk)
+        if not digest.hexdigest().startswith(want):
+            raise VGGWeightsError(f"the file from {url} is corrupt (sha256 does not start with {want})")
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return dest
 
 
 def perceptual_l1(vgg: VGG19Features, fake_rgb: torch.Tensor, real_rgb: torch.Tensor) -> torch.Tensor:
@@ -136,13 +170,21 @@ def perceptual_l1(vgg: VGG19Features, fake_rgb: torch.Tensor, real_rgb: torch.Te
 
     One-channel inputs (height) are replicated to three, as the original did.
     """
-    if fake_rgb.shape[1] == 1:
-        fake_rgb = fake_rgb.expand(-1, 3, -1, -1)
-        real_rgb = real_rgb.expand(-1, 3, -1, -1)
-    # Both through one forward (one batch); real features need no graph.
-    n = fake_rgb.shape[0]
-    feats = vgg(torch.cat([fake_rgb, real_rgb.detach()], 0) * 0.5 + 0.5)
-    loss = fake_rgb.new_zeros(())
+    return perceptual_l1_pair(vgg, (fake_rgb, real_rgb))[0]
+
+
+def perceptual_l1_pair(vgg: VGG19Features, *pairs: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+    """:func:`perceptual_l1` of each (fake, real) pair, all through one VGG forward (one batch).
+
+    Inputs as for :func:`perceptual_l1`, every one of the same N, H, W.
+    """
+    fakes = [f.expand(-1, 3, -1, -1) if f.shape[1] == 1 else f for f, _ in pairs]
+    reals = [r.detach().expand(-1, 3, -1, -1) if r.shape[1] == 1 else r.detach() for _, r in pairs]
+    n, k = fakes[0].shape[0], len(pairs)
+    feats = vgg(torch.cat(fakes + reals, 0) * 0.5 + 0.5)  # [2kN, 3, H, W]: the fakes, then the reals
+    losses = [fakes[0].new_zeros(()) for _ in pairs]
     for f in feats:
-        loss = loss + F.l1_loss(f[:n], f[n:].detach())
-    return loss
+        for i in range(k):
+            real_f = f[(k + i) * n : (k + i + 1) * n].detach()  # real features need no graph
+            losses[i] = losses[i] + F.l1_loss(f[i * n : (i + 1) * n], real_f)
+    return losses

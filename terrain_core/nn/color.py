@@ -35,9 +35,19 @@ L_SCALE, AB_SCALE = 50.0, 110.0  # normalised Lab = (L / 50 - 1, a / 110, b / 11
 
 
 def _mix(matrix: np.ndarray, x: torch.Tensor) -> torch.Tensor:
-    """Per-pixel 3x3 colour matrix: [3, 3] @ [N, 3, H, W] -> [N, 3, H, W]."""
-    m = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
-    return torch.einsum("ij,njhw->nihw", m, x)
+    """Per-pixel 3x3 colour matrix: [3, 3] @ [N, 3, H, W] -> [N, 3, H, W].
+
+    The entries enter as Python numbers, not as a tensor: a constant tensor would be copied from the host
+    to the GPU at every call, and each such copy waits for the device.
+    """
+    c = [x[:, j : j + 1] for j in range(3)]  # [N, 1, H, W] each
+    rows = [c[0] * float(m[0]) + c[1] * float(m[1]) + c[2] * float(m[2]) for m in matrix]
+    return torch.cat(rows, dim=1)
+
+
+def _scale_channels(x: torch.Tensor, scale: np.ndarray) -> torch.Tensor:
+    """[N, 3, H, W] times a per-channel constant (Python numbers, as in :func:`_mix`)."""
+    return torch.cat([x[:, i : i + 1] * float(s) for i, s in enumerate(scale)], dim=1)
 
 
 def _check(x: torch.Tensor, name: str) -> None:
@@ -63,7 +73,7 @@ def rgb_to_lab(rgb01: torch.Tensor) -> torch.Tensor:
     """sRGB in 0..1 [N, 3, H, W] -> normalised Lab [N, 3, H, W] (see the module docstring)."""
     _check(rgb01, "rgb01")
     xyz = _mix(_RGB_TO_XYZ, srgb_to_linear(rgb01))  # [N, 3, H, W]
-    t = xyz / torch.as_tensor(_WHITE_D65, dtype=xyz.dtype, device=xyz.device).view(1, 3, 1, 1)
+    t = _scale_channels(xyz, 1.0 / _WHITE_D65)
     f = torch.where(
         t > _DELTA**3,
         t.clamp(min=_DELTA**3) ** (1.0 / 3.0),  # clamped: no infinite slope of the cube root at 0
@@ -85,5 +95,5 @@ def lab_to_rgb(lab_norm: torch.Tensor) -> torch.Tensor:
     fy = (L + 16.0) / 116.0
     f = torch.cat([fy + a / 500.0, fy, fy - b / 200.0], dim=1)  # [N, 3, H, W]: fx, fy, fz
     t = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4.0 / 29.0))
-    xyz = t * torch.as_tensor(_WHITE_D65, dtype=t.dtype, device=t.device).view(1, 3, 1, 1)
+    xyz = _scale_channels(t, _WHITE_D65)
     return linear_to_srgb(_mix(_XYZ_TO_RGB, xyz))

@@ -19,6 +19,7 @@ from terrain_core.nn.layers import (
     SPADEConv,
     SPADENorm,
     conv2d,
+    in_float32,
     resize_to,
     scaled_sum_grids,
     upsample2,
@@ -167,7 +168,12 @@ class Generator(nn.Module):
 
     # ------------------------------------------------------------------------------------------ checks
 
-    def check_inputs(self, onehot, z, noises) -> None:
+    # Whether forward also checks input values for NaN/inf. Shapes are always checked; the trainer turns
+    # the value check off on its own networks: it draws z and the noise itself, and on a GPU every check
+    # is a device-to-host sync.
+    check_values: bool = True
+
+    def check_inputs(self, onehot, z, noises, values: bool = True) -> None:
         """Raise ValueError with what is wrong and what to do; cheap, run at every eager forward."""
         cfg = self.cfg
         if not isinstance(onehot, torch.Tensor) or onehot.dim() != 4:
@@ -199,6 +205,8 @@ class Generator(nn.Module):
             if not isinstance(nz, torch.Tensor) or tuple(nz.shape) != want:
                 shape = tuple(nz.shape) if isinstance(nz, torch.Tensor) else type(nz).__name__
                 raise ValueError(f"noise map {i} must be {list(want)} (1/{f} of the input), got {shape}")
+        if not values:
+            return
         for name, t in (("onehot", onehot), ("z", z), *((f"noise map {i}", t) for i, t in enumerate(noises))):
             if not torch.isfinite(t).all():
                 raise ValueError(f"{name} contains NaN or infinite values")
@@ -207,7 +215,7 @@ class Generator(nn.Module):
 
     def forward(self, onehot: torch.Tensor, z: torch.Tensor, noises) -> torch.Tensor:
         if not _exporting():
-            self.check_inputs(onehot, z, noises)
+            self.check_inputs(onehot, z, noises, values=self.check_values)
         cfg = self.cfg
         ds = cfg.downsample
         h0, w0 = onehot.shape[2] // ds, onehot.shape[3] // ds
@@ -223,13 +231,14 @@ class Generator(nn.Module):
                 x = block(x, seg, noises[j])
                 j += 1
             if cfg.output_mode == "skip_rgb":
-                r = self.to_out[s](F.leaky_relu(x, cfg.leaky_slope))  # [N, out, h, w]
+                r = in_float32(self.to_out[s], F.leaky_relu(x, cfg.leaky_slope))  # [N, out, h, w] fp32
                 acc = r if acc is None else upsample2(acc) + r
             elif cfg.output_mode == "skip_features":
                 p = self.proj[s](x)  # [N, C_last, h, w]
                 acc = p if acc is None else upsample2(acc) + p
+        # The output heads run in fp32 under autocast (in_float32): they make the height.
         if cfg.output_mode == "residual":
-            return self.to_out(F.leaky_relu(x, cfg.leaky_slope))
+            return in_float32(self.to_out, F.leaky_relu(x, cfg.leaky_slope))
         if cfg.output_mode == "skip_rgb":
             return acc
-        return self.to_out(F.leaky_relu(acc, cfg.leaky_slope))
+        return in_float32(self.to_out, F.leaky_relu(acc, cfg.leaky_slope))

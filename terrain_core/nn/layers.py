@@ -70,6 +70,20 @@ def finite_differences(h: torch.Tensor) -> torch.Tensor:
     return torch.cat([dy, dx], dim=1)
 
 
+def in_float32(fn, *xs: torch.Tensor):
+    """``fn(*xs)`` in float32 with autocast off when autocast is on; plain ``fn(*xs)`` otherwise.
+
+    For the layers that make heights and everything computed from them (the generator's output heads, the
+    shadow generator): in bf16 (8-bit mantissa) a smooth surface falls on a lattice of a few hundred levels,
+    and its finite differences on far fewer, a pattern the discriminator can learn and G cannot remove.
+    """
+    device = xs[0].device.type
+    if not (torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)):
+        return fn(*xs)
+    with torch.autocast(device, enabled=False):
+        return fn(*(x.float() for x in xs))
+
+
 def resize_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Bilinear resize (half-pixel centres, no antialias, as TF2's resize) of x to like's H, W."""
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from terrain_core.config import ShadowConfig
-from terrain_core.nn.layers import conv2d, finite_differences, symmetric_pad
+from terrain_core.nn.layers import conv2d, finite_differences, in_float32, symmetric_pad
 
 
 class ShadowGenerator(nn.Module):
@@ -38,6 +38,10 @@ class ShadowGenerator(nn.Module):
             raise ValueError(
                 f"shadow generator input must be [N, 4, H, W] (Lab + height), got {tuple(raw.shape)}"
             )
+        # In fp32 under autocast: its outputs are the height and shading that D compares with real ones.
+        return in_float32(self._forward, raw)
+
+    def _forward(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
         tex, h_raw = raw[:, :3], raw[:, 3:4]  # [N, 3, H, W], [N, 1, H, W]
         height = torch.tanh(h_raw)
         shade = self.shading(height)  # [N, 1, H, W]
