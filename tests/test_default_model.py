@@ -33,7 +33,7 @@ def test_default_is_trained_with_provenance_and_both_files_agree():
     assert np.abs(a.texture - b.texture).max() < 2e-3
 
 
-SEED_DETAIL = "seed changes the detail (detail correlation < 0.9)"
+SEED_DETAIL = "seed changes the detail (detail correlation < 0.8)"
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +52,6 @@ def test_default_passes_the_semantic_checks(sanity_report):
 
 @shipped
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="known shortfall of the shipped model (docs/MODEL.md): after 20000 CPU steps the noise inputs "
-    "are still barely used (detail correlation across seeds 0.99), so a new seed changes little",
-    strict=False,
-)
 def test_default_seed_changes_detail(sanity_report):
     assert sanity_report["checks"][SEED_DETAIL], sanity_report["detail_correlation"]
 
