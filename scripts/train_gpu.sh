@@ -7,7 +7,7 @@
 #   OUT=/tmp/dry TINY=1 bash scripts/train_gpu.sh              # CPU dry run (tests/test_train_gpu_script.py)
 #
 # Settings (environment): PYTHON (default: python3, the interpreter that has torch there), MINUTES
-# (training wall clock, default 6), CONFIG (training preset, default small), SET (extra "key=value ..."
+# (training wall clock, default 6), CONFIG (training preset, default gpu), SET (extra "key=value ..."
 # overrides), COUNT / SIZE (Earth crops, default 2000 / 256), EVAL_MAPS (default 32), RESUME (a compact
 # resume state; default training/resume/default-state.safetensors when present), TERRAIN_GAN_CACHE (where
 # the Earth sources lie: carry .gpu-cache/ with downloads/ inside; see docs/TRAINING.md), TINY=1 (a
@@ -33,13 +33,12 @@ stamp "python: $("$py" -c 'import sys, torch; print(sys.version.split()[0], "tor
 if [ "${TINY:-0}" = 1 ]; then
   source_args=(--source procedural --count "${COUNT:-16}" --size "${SIZE:-64}")
   config="${CONFIG:-tiny}"
-  extra=(--set crop=64 --set workers=0 --set sample_count=2 --set log_every=1 --set export_onnx=false)
+  extra=(--set crop=64 --set workers=0 --set sample_count=2 --set log_every=1 --set export_onnx=false
+         --set slope_stats_weight=1 --set detail_stats_weight=1 --set diversity_weight=5)
 else
   source_args=(--source earth --count "${COUNT:-2000}" --size "${SIZE:-256}")
-  config="${CONFIG:-small}"
-  workers=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))
-  extra=(--set crop=128 --set batch_size=32 --set "workers=$workers" --set amp=auto --set export_onnx=false
-         --set vgg_download=false --set save_every=250 --set sample_every=0)
+  config="${CONFIG:-gpu}"  # small model, 256 px crops, batch 128, bf16, the relief terms (presets/gpu.toml)
+  extra=()
 fi
 
 stamp "building the data set (${source_args[*]})"

@@ -100,12 +100,13 @@ def test_batch_generates_exports_renders_and_survives_a_bad_map(tmp_path):
     prev = np.asarray(Image.open(d / "preview.png").convert("RGB")).astype(float)
     assert prev.shape == (100, 160, 3)
     # The class map stands west (left) of the terrain: its water blue shows there, the terrain (right of
-    # the middle) differs from the sky in the corners.
+    # the middle) differs from the sky in the corners, pixel by pixel.
     water = np.array([17, 141, 215], float)
     left, right = prev[:, :80].reshape(-1, 3), prev[30:70, 90:140].reshape(-1, 3)
     assert (np.abs(left - water).max(-1) < 25).sum() > 20
     sky = prev[:5, -5:].reshape(-1, 3).mean(0)
-    assert np.abs(right.mean(0) - sky).max() > 10
+    # per pixel: the mean colour of a light-water, dark-mountain terrain can come out near the sky's
+    assert (np.abs(right - sky).max(-1) > 10).mean() > 0.3
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.size[0] >= 160 and sheet.size[1] >= 100
 

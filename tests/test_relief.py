@@ -316,3 +316,9 @@ def test_resume_from_through_the_trainer(tmp_path, capsys):
     assert [r["steps"] for r in json.loads(meta["history"])] == [2, 2]
     assert all(t.dtype == torch.float16 for k, t in tensors.items() if t.is_floating_point())
     assert {k.split(".")[0] for k in tensors} == {"g", "d", "ema"}
+    # results brought back from the GPU script: no checkpoint, the run's own state is installed as it is
+    gpu_run = tmp_path / "gpu"
+    gpu_run.mkdir()
+    (gpu_run / "resume_state.safetensors").write_bytes(state.read_bytes())
+    dest2 = write_resume_state(gpu_run, None, tmp_path / "resume2" / "default-state.safetensors")
+    assert dest2.read_bytes() == state.read_bytes()

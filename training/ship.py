@@ -20,7 +20,7 @@ from typing import Any
 
 from terrain_core.exits import UsageError, run_entry
 from terrain_core.export import METADATA_KEY, install_default
-from terrain_core.output_set import OutputSet, check_output_dir, write_text_atomic
+from terrain_core.output_set import OutputSet, check_output_dir, write_bytes_atomic, write_text_atomic
 
 
 def headline(evaluation: dict[str, Any], sanity: dict[str, Any]) -> dict[str, Any]:
@@ -134,9 +134,17 @@ def write_resume_state(run: Path, checkpoint: Path | None, dest: Path) -> Path:
     from training.train import Trainer
     from training.train_config import load_config
 
+    path = checkpoint or ckpt.latest_path(run)
+    if checkpoint is None and not path.is_file() and (run / "resume_state.safetensors").is_file():
+        # results brought back from scripts/train_gpu.sh: the run's own compact state, as it is
+        from training.resume_state import read_resume_state
+
+        read_resume_state(run / "resume_state.safetensors")  # a resume state, or ResumeStateError
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return write_bytes_atomic(dest, (run / "resume_state.safetensors").read_bytes())
     cfg = load_config(str(run / "config.toml"))
     trainer = Trainer(cfg.replace(vgg_download=False), log=lambda *a, **k: None)
-    trainer.load_state_dict(ckpt.load(checkpoint or ckpt.latest_path(run)))
+    trainer.load_state_dict(ckpt.load(path))
     return save_resume_state(trainer, dest, history=trainer.campaign)
 
 
