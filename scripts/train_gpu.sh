@@ -31,12 +31,14 @@ stamp() { echo "[train_gpu +$(( $(date +%s) - t0 ))s] $*"; }
 
 stamp "python: $("$py" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())')"
 if [ "${TINY:-0}" = 1 ]; then
-  source_args=(--source procedural --count "${COUNT:-16}" --size "${SIZE:-64}")
+  size="${SIZE:-64}"
+  source_args=(--source procedural --count "${COUNT:-16}" --size "$size")
   config="${CONFIG:-tiny}"
   extra=(--set crop=64 --set workers=0 --set sample_count=2 --set log_every=1 --set export_onnx=false
          --set slope_stats_weight=1 --set detail_stats_weight=1 --set diversity_weight=5)
 else
-  source_args=(--source earth --count "${COUNT:-2000}" --size "${SIZE:-256}")
+  size="${SIZE:-256}"
+  source_args=(--source earth --count "${COUNT:-2000}" --size "$size")
   config="${CONFIG:-gpu}"  # small model, 256 px crops, batch 128, bf16, the relief terms (presets/gpu.toml)
   extra=()
 fi
@@ -59,7 +61,7 @@ stamp "exporting (safetensors + onnx)"
 "$py" -m training.train --out "$work/run" --data "$work/data" --export-only --set export_onnx=true
 stamp "evaluating"
 "$py" -m training.evaluate --model "$work/run/export/model.onnx" --data "$work/data" --split val \
-  --max-maps "${EVAL_MAPS:-32}" --size "${SIZE:-256}" --out "$OUT/evaluation.json"
+  --max-maps "${EVAL_MAPS:-32}" --size "$size" --out "$OUT/evaluation.json"
 
 cp "$work/run/export/model.safetensors" "$work/run/export/model.onnx" "$work/run/resume_state.safetensors" \
    "$work/run/summary.json" "$work/run/stats.jsonl" "$OUT/"
