@@ -17,8 +17,6 @@ torch, safetensors and onnx are imported inside the functions: this module is im
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as _dt
 import json
 import logging
 import os
@@ -26,70 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from terrain_core.config import GeneratorConfig, ShadowConfig
-from terrain_core.labels import CLASSES
+from terrain_core.model_format import (
+    METADATA_KEY,
+    MODELS_DIR,
+    OUTPUT_NAMES,
+    ModelFileError,
+    build_metadata,
+    input_names,
+)
 from terrain_core.output_set import OutputSet
 
-FORMAT_NAME = "terrain-gan-model"
-FORMAT_VERSION = 1
-# Key of our JSON blob in the safetensors header's "__metadata__" and in the ONNX metadata_props.
-METADATA_KEY = "terrain_gan"
-INPUT_NAMES_FIXED = ("onehot", "z")  # then noise_0 .. noise_{n-1} in GeneratorConfig.block_scales() order
-OUTPUT_NAMES = ("texture", "height", "shaded")
-# Metres at normalised height -1 and +1 when the trainer does not say: a plausible land range, clearly
-# marked as a default in the metadata (``height_range_m_source``).
-DEFAULT_HEIGHT_RANGE_M = (0.0, 1000.0)
 ONNX_OPSET = 18
-
-
-def input_names(gen: GeneratorConfig) -> list[str]:
-    """Names of the exported network's inputs, in call order."""
-    return [*INPUT_NAMES_FIXED, *(f"noise_{i}" for i in range(len(gen.block_scales())))]
-
-
-def class_table() -> list[dict[str, Any]]:
-    """The class table stored with a model: a model is only valid for the classes it was trained on."""
-    return [{"id": c.id, "name": c.name, "rgb": list(c.rgb)} for c in CLASSES]
-
-
-def build_metadata(
-    gen: GeneratorConfig,
-    shadow: ShadowConfig,
-    *,
-    name: str = "",
-    height_range_m: tuple[float, float] | None = None,
-    provenance: dict[str, Any] | None = None,
-    created: str | None = None,
-) -> dict[str, Any]:
-    """The metadata dict stored in both files (JSON-serialisable; checked here so that export fails early)."""
-    from terrain_core import __version__
-
-    if height_range_m is None:
-        rng, source = DEFAULT_HEIGHT_RANGE_M, "default (not given at export)"
-    else:
-        rng, source = height_range_m, "export"
-    lo, hi = (float(v) for v in rng)
-    if not (lo == lo and hi == hi and hi > lo and abs(lo) < 1e7 and abs(hi) < 1e7):
-        raise ValueError(f"height_range_m must be two finite numbers with hi > lo, got {rng!r}")
-    meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "name": str(name),
-        "generator": gen.to_dict(),
-        "shadow": dataclasses.asdict(shadow),
-        "classes": class_table(),
-        "height_range_m": [lo, hi],
-        "height_range_m_source": source,
-        "inputs": input_names(gen),
-        "outputs": list(OUTPUT_NAMES),
-        "provenance": dict(provenance or {}),
-        "created": created or _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "terrain_core_version": __version__,
-    }
-    try:
-        json.dumps(meta, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"model metadata must be plain JSON (str, numbers, lists, dicts): {e}") from None
-    return meta
 
 
 def _configs_of(model: Any, gen: GeneratorConfig | None, shadow: ShadowConfig | None):
@@ -296,7 +241,8 @@ def install_default(
     """
     import shutil
 
-    from terrain_core.runtime import MODELS_DIR, ModelFileError, read_model_metadata
+    # One-way: the runtime reads ONNX metadata with onnxruntime; it never imports this module.
+    from terrain_core.runtime import read_model_metadata
 
     st_src, ox_src = _stems(src)
     meta_st, meta_ox = read_model_metadata(st_src), read_model_metadata(ox_src)

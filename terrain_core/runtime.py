@@ -29,36 +29,33 @@ from typing import Any
 import numpy as np
 
 from terrain_core.config import GeneratorConfig, ShadowConfig, preset
-from terrain_core.export import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    METADATA_KEY,
-    OUTPUT_NAMES,
-    build_metadata,
-    class_table,
-    input_names,
-)
 from terrain_core.labels import LabelMapError, check_labels
+from terrain_core.model_format import (  # noqa: F401  (the format's names stay importable from here)
+    METADATA_KEY,
+    MODELS_DIR,
+    OUTPUT_NAMES,
+    ModelFileError,
+    build_metadata,
+    default_model_path,
+    input_names,
+    parse_meta_json,
+    read_safetensors_header,
+    validate_metadata,
+)
 from terrain_core.noise import GeneratorInputs, draw_inputs
 from terrain_core.result import TerrainResult
 
 _log = logging.getLogger("terrain_core")
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_TILE = 1024  # maps with a side above this are generated in tiles of this size (pixels)
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles and blended
 MAX_SIDE = 16384  # larger maps need more than ~7.5 GB for the float outputs alone: refused up front
-_MAX_HEADER = 64 << 20  # a safetensors JSON header larger than this is not one of ours
 UNTRAINED_PRESET = "small"
 UNTRAINED_WARNING = (
     "terrain_core: no trained default model is shipped yet; using the '{preset}' generator with freshly "
     "initialised (untrained) weights, so the output is noise-like, not realistic terrain"
 )
 GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
-
-
-class ModelFileError(ValueError):
-    """A model file is missing or is not a valid terrain_core export; the message says which and why."""
 
 
 class GenerationCancelled(RuntimeError):
@@ -71,111 +68,6 @@ class RuntimeUnavailableError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------ model files
-
-
-def default_model_path() -> Path | None:
-    """The shipped default model: ``models/default.onnx``, else ``models/default.safetensors``, else None."""
-    for name in ("default.onnx", "default.safetensors"):
-        p = MODELS_DIR / name
-        if p.is_file() and p.stat().st_size > 0:
-            return p
-    return None
-
-
-def validate_metadata(meta: Any, source: str) -> tuple[GeneratorConfig, ShadowConfig]:
-    """Check a model's metadata dict; return its configs or raise ``ModelFileError`` saying what is wrong."""
-    if not isinstance(meta, dict):
-        raise ModelFileError(f"{source}: model metadata is not a JSON object")
-    if meta.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{source}: metadata format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise ModelFileError(f"{source}: metadata has no valid format_version")
-    if version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{source}: model format version {version} is newer than this terrain_core understands "
-            f"({FORMAT_VERSION}); update terrain_core"
-        )
-    try:
-        gen = GeneratorConfig.from_dict(dict(meta["generator"]))
-        shadow = ShadowConfig(**dict(meta["shadow"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelFileError(f"{source}: generator/shadow config in the metadata is invalid: {e}") from None
-    classes = meta.get("classes")
-    ours = class_table()
-    if not isinstance(classes, list) or [
-        (c.get("id"), list(c.get("rgb", []))) for c in classes if isinstance(c, dict)
-    ] != [(c["id"], c["rgb"]) for c in ours]:
-        raise ModelFileError(
-            f"{source}: the model was made for a different class table than terrain_core's 7 classes "
-            "(ids and palette colours must match)"
-        )
-    rng = meta.get("height_range_m")
-    if (
-        not isinstance(rng, list)
-        or len(rng) != 2
-        or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in rng)
-        or not rng[1] > rng[0]
-    ):
-        raise ModelFileError(f"{source}: height_range_m must be [lo, hi] metres with hi > lo, got {rng!r}")
-    if gen.num_classes != len(ours) or gen.out_channels != 4:
-        raise ModelFileError(f"{source}: generator must take {len(ours)} classes and output 4 channels")
-    return gen, shadow
-
-
-def _parse_meta_json(text: Any, source: str) -> dict:
-    if not isinstance(text, str):
-        raise ModelFileError(
-            f"{source}: no terrain_core metadata ('{METADATA_KEY}') in the file: it is not a model exported "
-            "by terrain_core.export.export_model"
-        )
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{source}: terrain_core metadata is not valid JSON ({e})") from None
-
-
-def read_safetensors_header(path: Path) -> tuple[dict, dict[str, tuple[str, tuple[int, ...]]]]:
-    """(metadata, {tensor name: (dtype, shape)}) from a safetensors file, checked, without loading weights.
-
-    The header is parsed here (8-byte little-endian length + JSON) rather than by the safetensors package,
-    so a bad file gets our message and the check needs neither torch nor safetensors.
-    """
-    src = str(path)
-    size = path.stat().st_size
-    if size < 8:
-        raise ModelFileError(f"{src}: file is {'empty' if size == 0 else 'truncated'} ({size} bytes)")
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        if n < 2 or n > min(size - 8, _MAX_HEADER):
-            raise ModelFileError(f"{src}: not a safetensors file (header length {n} does not fit the file)")
-        raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(f"{src}: not a safetensors file (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise ModelFileError(f"{src}: not a safetensors file (its header is not a JSON object)")
-    meta_strs = header.pop("__metadata__", None) or {}
-    if not isinstance(meta_strs, dict):
-        raise ModelFileError(f"{src}: safetensors __metadata__ is not a JSON object")
-    meta = _parse_meta_json(meta_strs.get(METADATA_KEY), src)
-    data_len = size - 8 - n
-    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
-    for name, entry in header.items():
-        try:
-            dtype, shape, (a, b) = (
-                entry["dtype"],
-                tuple(int(s) for s in entry["shape"]),
-                entry["data_offsets"],
-            )
-            ok = isinstance(dtype, str) and 0 <= int(a) <= int(b) <= data_len
-        except (KeyError, TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ModelFileError(f"{src}: tensor entry {name!r} in the header is malformed or out of range")
-        tensors[name] = (dtype, shape)
-    return meta, tensors
 
 
 def read_model_metadata(path: str | os.PathLike) -> dict:
@@ -251,7 +143,7 @@ class _OnnxBackend:
         except Exception as e:  # onnxruntime raises its own pybind exception types for bad files
             first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
             raise ModelFileError(f"{path}: not a readable ONNX model ({first})") from None
-        meta = _parse_meta_json(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), str(path))
+        meta = parse_meta_json(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), str(path))
         return session, meta
 
     def check(self, source: str) -> None:

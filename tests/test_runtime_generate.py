@@ -432,14 +432,14 @@ def test_default_model(caplog):
 
 @pytest.mark.slow
 def test_install_default_then_load_none(exported, tmp_path, monkeypatch, caplog):
-    import terrain_core.runtime as rt
+    import terrain_core.model_format as mf
     from terrain_core.export import install_default
     from terrain_core.runtime import ModelFileError
 
     st, ox = install_default(exported[0].with_suffix(""), tmp_path)
     assert (st.name, ox.name) == ("default.safetensors", "default.onnx")
     assert st.read_bytes() == exported[0].read_bytes() and ox.read_bytes() == exported[1].read_bytes()
-    monkeypatch.setattr(rt, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(mf, "MODELS_DIR", tmp_path)  # default_model_path reads it there
     assert default_model_path() == ox
     with caplog.at_level(logging.WARNING, logger="terrain_core"):
         g = TerrainGenerator.load(None)
