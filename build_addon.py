@@ -53,6 +53,7 @@ CORE_MODULES = (
     "config",
     "noise",
     "result",
+    "model_format",
     "runtime",
     "export",
     "exporters",
