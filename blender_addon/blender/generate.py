@@ -22,9 +22,9 @@ from ..core.pipeline import (
     GenerationCancelled,
     run_generation,
 )
+from .addon import preferences
 from .build import META_KEY, BuildOptions, build_terrain
 from .paint import active_map_image, map_labels
-from .props import preferences
 
 TERRAIN_NAME = "Terrain"
 PREVIEW_NAME = "Terrain preview"

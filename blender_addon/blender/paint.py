@@ -12,9 +12,9 @@ from terrain_core.imageio import MAX_SIDE, MIN_SIDE, check_image_file
 from terrain_core.labels import CLASSES, PALETTE, LabelMapError
 
 from ..core import maps
+from ..core.classes import CLASS_ITEMS
 from ..core.png import write_png
 from .build import image_array
-from .props import CLASS_ITEMS
 
 PALETTE_NAME = "Terrain classes"
 BRUSH_NAME = "Terrain class brush"

@@ -12,24 +12,11 @@ from bpy.props import (
     StringProperty,
 )
 
-from terrain_core.labels import CLASSES
+from ..core.classes import CLASS_ITEMS
+from .addon import addon_package
 
 # Paths that may be written "//relative/to/the/blend" must say so since Blender 4.5 (else a warning).
 BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (4, 5, 0) else set()
-
-CLASS_ITEMS = [(c.name.upper(), c.name.capitalize(), c.description, c.id) for c in CLASSES]
-
-
-def addon_package() -> str:
-    """The add-on's module name: 'blender_addon' from source, 'bl_ext.<repo>.terrain_gan' as an extension."""
-    return __package__.rpartition(".")[0]
-
-
-def preferences():
-    """The add-on preferences, or None when the classes were registered without enabling the add-on
-    (tests, the batch script): callers then use the defaults below."""
-    addon = bpy.context.preferences.addons.get(addon_package())
-    return addon.preferences if addon else None
 
 
 class TERRAIN_AddonPreferences(bpy.types.AddonPreferences):
