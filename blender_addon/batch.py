@@ -71,6 +71,7 @@ def _positive(what: str):
 
 def parse_args(args: list[str]) -> argparse.Namespace:
     from terrain_core.imageio import MIN_SIDE
+    from terrain_core.noise import check_seed
 
     p = _Parser(
         prog="batch.py",
@@ -132,6 +133,8 @@ def parse_args(args: list[str]) -> argparse.Namespace:
         p.error(f"argument --tile: must be -1, 0 or at least 32, got {ns.tile}")
     try:
         ns.seed_list = parse_seeds(ns.seeds) if ns.seeds else [ns.seed]
+        for seed in ns.seed_list:  # refused here, before any map is read, not in the middle of the batch
+            check_seed(seed, "--seed")
         ns.format_set = parse_formats(ns.formats)
         ns.height_range = parse_height(ns.height_m)
         w, _, h = ns.render_size.lower().partition("x")

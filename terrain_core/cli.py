@@ -41,6 +41,7 @@ from terrain_core.exits import (
     silence_stdout,
 )
 from terrain_core.labels import LabelMapError, class_shares
+from terrain_core.noise import SEED_MAX
 from terrain_core.output_set import OutputPathError, OutputSet
 
 MAX_SIDE = 16384  # as terrain_core.runtime.MAX_SIDE
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, metavar="DIR", help="output folder (created; files replaced)")
     g.add_argument("--model", metavar="PATH", help=".onnx or .safetensors model (default: built-in)")
     g.add_argument(
-        "--seed", type=_int_range(0, 2**63 - 1, "--seed"), default=0, metavar="N",
+        "--seed", type=_int_range(0, SEED_MAX, "--seed"), default=0, metavar="N",
         help="which variation of the map (default 0); the same map and seed give the same terrain",
     )  # fmt: skip
     g.add_argument("--size", type=parse_size, metavar="WxH", help="resize the map first (nearest)")

@@ -32,6 +32,7 @@ import numpy as np
 
 from terrain_core import flow
 from terrain_core.labels import LabelMapError, check_labels
+from terrain_core.noise import check_seed
 
 LEVELS = ("off", "light", "medium", "strong")
 WATER = 0
@@ -184,8 +185,10 @@ def erode(
     t0 = time.perf_counter()
     check_inputs(height_m, labels, cell_size_m)
     settings = settings_for(strength, iterations)
-    if not 0 <= int(seed) < 2**63:
-        raise ErosionError(f"seed must be in 0..2**63-1, got {seed}")
+    try:
+        seed = check_seed(seed)  # the generator's seed range: erosion takes the same seed
+    except ValueError as e:
+        raise ErosionError(str(e)) from None
     shape = np.asarray(height_m).shape
     lab = np.asarray(labels).astype(np.uint8, copy=False)
     z_start = np.asarray(height_m).reshape(-1)  # the caller's array, read only

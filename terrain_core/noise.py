@@ -7,11 +7,27 @@ drawn once for the whole canvas and each tile takes its crop.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import numpy as np
 
 from terrain_core.config import GeneratorConfig
+
+# The one seed range of the project. Blender's IntProperty is a signed 32-bit int, so a seed the CLI, the
+# batch script or the API accepted above this could not be shown or typed back into the add-on's panel.
+SEED_MAX = 2**31 - 1
+
+
+def check_seed(seed: object, what: str = "seed") -> int:
+    """``seed`` as an int in 0..SEED_MAX, or ``ValueError`` naming ``what`` (the one seed check)."""
+    try:
+        value = operator.index(seed)  # ints and numpy ints; a float or a bool-like string is a mistake
+    except TypeError:
+        raise ValueError(f"{what} must be an integer, got {seed!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise ValueError(f"{what} must be in 0..{SEED_MAX} (2**31-1, what Blender can hold), got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -36,9 +52,7 @@ def draw_inputs(
     ds = config.downsample
     if height % ds or width % ds:
         raise ValueError(f"canvas {height}x{width} must be a multiple of {ds}; pad the map first")
-    if not 0 <= int(seed) < 2**63:
-        raise ValueError(f"seed must be in 0..2**63-1, got {seed}")
-    rng = np.random.Generator(np.random.PCG64(int(seed)))
+    rng = np.random.Generator(np.random.PCG64(check_seed(seed)))
     z = rng.random((batch, config.z_dim), dtype=np.float32)
     noises = []
     for f in config.block_scales():

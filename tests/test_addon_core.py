@@ -233,6 +233,9 @@ def _labels():
         (dict(model_path="model.pt"), ".onnx or .safetensors"),
         (dict(model_path="/nonexistent/model.onnx"), "not found"),
         (dict(labels=np.full((4, 4), 9, np.uint8)), "class ids"),
+        # the panel's IntProperty is 32-bit: a larger seed could not be written back to it
+        (dict(seed=2**31), "0..2147483647"),
+        (dict(seed=-1), "0..2147483647"),
     ],
 )
 def test_request_validation_says_what_is_wrong(change, match):
@@ -315,6 +318,9 @@ def test_batch_refuses_old_blender_and_parses_arguments(tmp_path):
         ["--input", "m", "--out", "o", "--seeds", "0-2", "--formats", "png,exr", "--render-size", "64x32"]
     )
     assert ns.seed_list == [0, 1, 2] and ns.format_set == {"png", "exr"} and ns.render_wh == (64, 32)
+    # the same seed range as the CLI and the add-on, refused while parsing, before any map is read
+    with pytest.raises(batch.BatchUsageError, match=r"0\.\.2147483647"):
+        batch.parse_args(["--input", "m", "--out", "o", "--seeds", f"{2**31 - 1}-{2**31}"])
 
 
 def test_batch_reduces_the_mesh_of_large_maps_by_default():

@@ -191,6 +191,7 @@ def test_bad_maps_exit_2_and_write_nothing(tmp_path, model, kind, pattern):
         (["--size", "20000x100"], "8..16384"),
         (["--format", "texture,glb"], "unknown format(s) glb"),
         (["--seed", "-1"], "--seed must be in"),
+        (["--seed", str(2**31)], "--seed must be in 0..2147483647"),
         (["--tile", "-3"], "--tile must be in"),
         (["--threads", "0"], "--threads must be in"),
         (["--size-m", "5", "--cell-size", "2"], "not allowed with"),

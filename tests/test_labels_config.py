@@ -130,3 +130,15 @@ def test_inputs_are_seeded_and_tile_crops_line_up():
     np.testing.assert_array_equal(crop.noises[0][0, 0], a.noises[0][0, 0, 1:3, 0:2])
     with pytest.raises(ValueError, match="multiple of 32"):
         draw_inputs(c, 100, 64, seed=0)
+
+
+def test_one_seed_range_what_blender_can_hold():
+    from terrain_core.noise import SEED_MAX, check_seed
+
+    assert SEED_MAX == 2**31 - 1  # Blender's IntProperty is a signed 32-bit int
+    assert check_seed(SEED_MAX) == SEED_MAX and check_seed(np.int64(3)) == 3
+    for bad in (-1, SEED_MAX + 1, 2**63 - 1, 1.5, "7"):
+        with pytest.raises(ValueError, match="seed must be"):
+            check_seed(bad)
+    with pytest.raises(ValueError, match="0..2147483647"):
+        draw_inputs(cfgmod.preset("tiny"), 64, 64, seed=2**31)

@@ -15,6 +15,8 @@ from functools import partial
 import bpy
 from bpy.props import IntProperty, StringProperty
 
+from terrain_core.noise import SEED_MAX
+
 from ..core.jobs import Job
 from ..core.pipeline import (
     USER_ERRORS,
@@ -127,7 +129,7 @@ def finish(context, req: GenerateRequest, outcome, *, target: str = "", preview:
     )
     ob, timings = build_terrain(outcome, opts, context.scene, replace=replace)
     if not preview:
-        s.seed = int(req.seed) if req.seed < 2**31 else s.seed
+        s.seed = int(req.seed)  # the request was checked against SEED_MAX, which the IntProperty holds
     return ob, timings
 
 
@@ -312,7 +314,7 @@ class TERRAIN_OT_randomize_seed(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        context.scene.terrain_gan.seed = random.randrange(0, 2**31 - 1)
+        context.scene.terrain_gan.seed = random.randrange(0, SEED_MAX)
         return {"FINISHED"}
 
 
@@ -356,9 +358,9 @@ class TERRAIN_OT_variation(_FromTerrain, bpy.types.Operator):
 
     def execute(self, context):
         old = int(selected_terrain(context)[META_KEY]["seed"])
-        seed = random.randrange(0, 2**31 - 1)
+        seed = random.randrange(0, SEED_MAX)
         while seed == old:
-            seed = random.randrange(0, 2**31 - 1)
+            seed = random.randrange(0, SEED_MAX)
         return self._run(context, seed)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from terrain_core.erosion import LEVELS as EROSION_LEVELS
 from terrain_core.erosion import ErosionCancelled, ErosionError, erode, mask_images
 from terrain_core.labels import LabelMapError, check_labels
+from terrain_core.noise import check_seed
 from terrain_core.result import TerrainResult
 from terrain_core.runtime import (
     MODELS_DIR,
@@ -73,8 +74,10 @@ class GenerateRequest:
             check_labels(self.labels)
         except LabelMapError as e:
             raise LabelMapError(f"the paint map is not usable: {e}") from None
-        if not 0 <= int(self.seed) < 2**63:
-            raise RequestError(f"seed must be 0 or positive, got {self.seed}")
+        try:
+            check_seed(self.seed)
+        except ValueError as e:
+            raise RequestError(str(e)) from None
         if self.runtime not in RUNTIMES:
             raise RequestError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         if not (self.resolution == 0 or 16 <= self.resolution <= MAX_RESOLUTION):
