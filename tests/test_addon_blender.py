@@ -87,14 +87,29 @@ def test_tooltips_and_names_follow_conventions():
             assert cls.__doc__ and cls.bl_idname.startswith("terrain.")
 
 
+# What the real layout offers: a panel calling anything else would fail in Blender, so the mock fails too.
+_UILAYOUT_FUNCTIONS = set(bpy.types.UILayout.bl_rna.functions.keys())
+_UILAYOUT_PROPERTIES = set(bpy.types.UILayout.bl_rna.properties.keys())
+
+
 class MockLayout:
-    """Records what a panel draws; every sub-layout records into the same list."""
+    """Records what a panel draws; every sub-layout records into the same list. Only methods and
+    properties that ``bpy.types.UILayout`` has are accepted."""
 
     def __init__(self, calls):
-        self.calls = calls
-        self.enabled = True
+        object.__setattr__(self, "calls", calls)
+
+    def __setattr__(self, name, value):
+        if name not in _UILAYOUT_PROPERTIES:
+            raise AttributeError(f"bpy.types.UILayout has no property {name!r}")
+        object.__setattr__(self, name, value)
 
     def __getattr__(self, name):
+        if name in _UILAYOUT_PROPERTIES:
+            return True  # enabled, active, ...: read before any draw code set them
+        if name not in _UILAYOUT_FUNCTIONS:
+            raise AttributeError(f"bpy.types.UILayout has no method {name!r}")
+
         def method(*args, **kwargs):
             self.calls.append((name, args, kwargs))
             if name in ("row", "column", "box", "grid_flow", "split", "column_flow"):
@@ -104,6 +119,16 @@ class MockLayout:
             return None
 
         return method
+
+
+def test_mock_layout_rejects_what_uilayout_lacks():
+    layout = MockLayout([])
+    layout.label(text="x")  # a real method passes
+    layout.use_property_split = True  # a real property passes
+    with pytest.raises(AttributeError, match="no method 'lable'"):
+        layout.lable(text="x")
+    with pytest.raises(AttributeError, match="no property"):
+        layout.not_a_property = 1
 
 
 def _draw(panel_cls):
@@ -259,6 +284,12 @@ def test_generate_end_to_end_and_one_undo_step(scene):
         assert bpy.context.object.mode == "TEXTURE_PAINT"  # still painting, as before Generate
 
 
+def _vertex_heights(ob) -> np.ndarray:
+    co = np.empty(len(ob.data.vertices) * 3, np.float32)
+    ob.data.vertices.foreach_get("co", co)
+    return co[2::3].copy()
+
+
 def test_regenerate_replaces_and_variation_changes_seed(scene):
     s = scene.terrain_gan
     paint_half_mountains(s.paint_image)
@@ -266,6 +297,7 @@ def test_regenerate_replaces_and_variation_changes_seed(scene):
         bpy.ops.terrain.generate()
         ob = bpy.data.objects[generate.TERRAIN_NAME]
         first_seed = ob[build.META_KEY]["seed"]
+        first_heights = _vertex_heights(ob)
         bpy.ops.object.mode_set(mode="OBJECT")
         for o in bpy.context.view_layer.objects:
             o.select_set(False)
@@ -274,11 +306,16 @@ def test_regenerate_replaces_and_variation_changes_seed(scene):
         assert bpy.ops.terrain.regenerate() == {"FINISHED"}
         ob = bpy.data.objects[generate.TERRAIN_NAME]
         assert ob[build.META_KEY]["seed"] == first_seed
+        np.testing.assert_array_equal(_vertex_heights(ob), first_heights)  # same map + seed = same terrain
         assert (len(bpy.data.objects), len(bpy.data.meshes)) == (n_objects, n_meshes)  # replaced, not added
         bpy.context.view_layer.objects.active = ob
         assert bpy.ops.terrain.variation() == {"FINISHED"}
         ob = bpy.data.objects[generate.TERRAIN_NAME]
         assert ob[build.META_KEY]["seed"] != first_seed and s.seed == ob[build.META_KEY]["seed"]
+        # A variation is another terrain, not only another number in the metadata.
+        varied = _vertex_heights(ob)
+        assert varied.shape == first_heights.shape
+        assert np.abs(varied - first_heights).max() > 1e-3 * max(np.ptp(first_heights), 1e-6)
         assert len(bpy.data.objects) == n_objects
         orphans = [i.name for i in bpy.data.images if i.users == 0 and i.name.startswith("Terrain")]
         assert orphans == []  # the old images went with the old object
