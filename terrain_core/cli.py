@@ -523,7 +523,7 @@ def _erode(result, args: argparse.Namespace, say) -> tuple[dict | None, dict | N
 
 def cmd_info(args: argparse.Namespace, out_stream, err_stream) -> int:
     from terrain_core.config import ShadowConfig, preset
-    from terrain_core.export import build_metadata
+    from terrain_core.model_format import build_metadata
     from terrain_core.runtime import (
         UNTRAINED_PRESET,
         ModelFileError,

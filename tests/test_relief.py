@@ -299,7 +299,7 @@ def test_resume_from_through_the_trainer(tmp_path, capsys):
     assert "continuing from the resume state" in capsys.readouterr().out
     rows = [json.loads(x) for x in (tmp_path / "b" / "stats.jsonl").read_text().splitlines()]
     assert all("slope_stats" in r and "diversity" in r for r in rows if r["g_on"])
-    from terrain_core.runtime import read_safetensors_header
+    from terrain_core.model_format import read_safetensors_header
 
     meta, _ = read_safetensors_header(tmp_path / "b" / "export" / "model.safetensors")
     prov = json.loads(meta["provenance"]) if isinstance(meta.get("provenance"), str) else meta["provenance"]

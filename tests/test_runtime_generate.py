@@ -23,8 +23,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from terrain_core.config import GeneratorConfig, ShadowConfig, preset  # noqa: E402
-from terrain_core.export import METADATA_KEY, export_model  # noqa: E402
+from terrain_core.export import export_model  # noqa: E402
 from terrain_core.labels import LabelMapError  # noqa: E402
+from terrain_core.model_format import METADATA_KEY  # noqa: E402
 from terrain_core.nn.inference import InferenceNet  # noqa: E402
 from terrain_core.noise import draw_inputs  # noqa: E402
 from terrain_core.runtime import (  # noqa: E402

@@ -128,7 +128,7 @@ def warm_start(net: nn.Module, path: str, *extra: nn.Module) -> WarmStart:
     """
     from pathlib import Path
 
-    from terrain_core.runtime import ModelFileError, read_safetensors_header
+    from terrain_core.model_format import ModelFileError, read_safetensors_header
 
     p = Path(path)
     if p.suffix.lower() != ".safetensors":

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from terrain_core.exits import UsageError, run_entry
-from terrain_core.export import METADATA_KEY, install_default
+from terrain_core.export import install_default
+from terrain_core.model_format import METADATA_KEY
 from terrain_core.output_set import OutputSet, check_output_dir, write_bytes_atomic, write_text_atomic
 
 
