@@ -239,12 +239,12 @@ def erode(
     outlet2 = outlet.reshape(shape)
     outflow = 0.0  # m^3 that left through outlets (water and the map edge)
     if settings.steps and (settings.roughness_m > 0 or settings.roughness_slope > 0):
-        gy, gx = np.gradient(z.reshape(shape))
+        gy, gx = np.gradient(z.reshape(shape).astype(np.float32))  # float32: memory on large maps
         g = np.hypot(gy, gx).reshape(-1)  # metres per cell
+        del gy, gx
         # Level ground (a flat map, a lake's sediment floor) gets none: the roughness follows the relief.
         amp = settings.roughness_m * np.minimum(g / 0.05, 1.0) + settings.roughness_slope * g
         del g
-        del gy, gx
         bump = _roughness(shape, int(seed), settings.roughness_px, water) * amp
         bump[water] = 0.0
         land = ~water
