@@ -3,7 +3,9 @@
     eroded = erode(height_m, labels, strength="medium", cell_size_m=30.0, seed=0)
     eroded.height_m, eroded.flow, eroded.deposition, eroded.wear
 
-Numpy only, so that it runs inside Blender (no scipy there). Each step:
+Numpy only, so that it runs inside Blender (no scipy there). First a seeded roughness (zero net volume,
+scaled by the local drop per cell) tilts the flow on the generator's smooth slopes, so that incision grows
+branching valleys instead of parallel rills. Then each step:
 
 1. Flow routing (``terrain_core.flow``): steepest descent (D8); closed depressions spill over their
    lowest pass, so every drop reaches an outlet. Outlets are the base level: water pixels (class 0) and the
