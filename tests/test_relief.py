@@ -168,6 +168,23 @@ def test_diversity_loss_land_mask_ignores_differences_on_water():
     assert float(diversity_loss((a,), (b,), cap=10.0)) < -0.3
 
 
+def test_the_trainer_pays_for_seed_differences_on_land_only_unless_told_otherwise():
+    from training.train import Trainer
+    from training.train_config import load_config
+
+    water = np.zeros((2, 64, 64), np.int64)  # maps of water only: no land to diversify
+    batch = {
+        "onehot": torch.nn.functional.one_hot(torch.from_numpy(water), 7).permute(0, 3, 1, 2).float(),
+        "terrain": torch.zeros(2, 3, 64, 64),
+        "height": torch.zeros(2, 1, 64, 64),
+    }
+    sets = ["generator.noise_style=true", "diversity_weight=1", "dynamic_ratio=false", "perceptual=off"]
+    land_only = Trainer(load_config("tiny", sets)).train_step(batch)
+    everywhere = Trainer(load_config("tiny", [*sets, "diversity_land_only=false"])).train_step(batch)
+    assert land_only["diversity"] == 0.0
+    assert everywhere["diversity"] < 0.0
+
+
 def test_detail_stats_loss_penalises_speckled_water_and_flat_land():
     lab = np.zeros((32, 32), np.uint8)
     lab[:, 16:] = 5  # water | mountains

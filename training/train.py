@@ -354,6 +354,7 @@ class Trainer:
                         (out.height[:k], out.texture_lab[:k]),
                         (out2.height, out2.texture_lab),
                         cfg.diversity_cap,
+                        mask=1.0 - onehot[:k, :1] if cfg.diversity_land_only else None,  # channel 0: water
                     )
                     weights["diversity"] = cfg.diversity_weight
                 terms["g_total"] = weighted_total(terms, weights)
