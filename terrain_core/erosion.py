@@ -145,29 +145,11 @@ class Eroded:
     seconds: float = 0.0
 
 
-def hardness_field(shape: tuple[int, int], seed: int, variation: float, scale_px: int = 48) -> np.ndarray:
-    """[H, W] float64 multiplier exp(variation * smooth noise), mean about 1; smooth over ``scale_px``."""
+def _smooth_noise(shape: tuple[int, int], seed: int, scale_px: int) -> np.ndarray:
+    """[H, W] float64 standard normal noise on a grid every ``scale_px`` pixels, bilinearly upsampled
+    (separable), so it is smooth and the same for the same seed and size."""
     h, w = shape
-    if variation == 0.0:
-        return np.ones(shape)
-    rng = np.random.Generator(np.random.PCG64(int(seed) + 0x5EED))
-    gh, gw = h // scale_px + 2, w // scale_px + 2
-    coarse = rng.standard_normal((gh, gw))
-    # Bilinear upsampling, separable, so the field is smooth and the same for the same seed and size.
-    ys = np.linspace(0, gh - 1.001, h)
-    xs = np.linspace(0, gw - 1.001, w)
-    y0, x0 = ys.astype(int), xs.astype(int)
-    fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
-    rows = coarse[y0] * (1 - fy) + coarse[y0 + 1] * fy
-    f = rows[:, x0] * (1 - fx) + rows[:, x0 + 1] * fx
-    f /= max(float(f.std()), 1e-9)
-    return np.exp(variation * (f - f.mean()))
-
-
-def _roughness(shape: tuple[int, int], seed: int, scale_px: int, water: np.ndarray) -> np.ndarray:
-    """[N] float64 seeded noise of unit std over ``scale_px`` pixels, 0 on water, summing to 0 on land."""
-    rng = np.random.Generator(np.random.PCG64(int(seed) + 0xC4A7))
-    h, w = shape
+    rng = np.random.Generator(np.random.PCG64(seed))
     gh, gw = h // max(scale_px, 1) + 2, w // max(scale_px, 1) + 2
     coarse = rng.standard_normal((gh, gw))
     ys = np.linspace(0, gh - 1.001, h)
@@ -175,7 +157,21 @@ def _roughness(shape: tuple[int, int], seed: int, scale_px: int, water: np.ndarr
     y0, x0 = ys.astype(int), xs.astype(int)
     fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
     rows = coarse[y0] * (1 - fy) + coarse[y0 + 1] * fy
-    f = (rows[:, x0] * (1 - fx) + rows[:, x0 + 1] * fx).reshape(-1)
+    return rows[:, x0] * (1 - fx) + rows[:, x0 + 1] * fx
+
+
+def hardness_field(shape: tuple[int, int], seed: int, variation: float, scale_px: int = 48) -> np.ndarray:
+    """[H, W] float64 multiplier exp(variation * smooth noise), mean about 1; smooth over ``scale_px``."""
+    if variation == 0.0:
+        return np.ones(shape)
+    f = _smooth_noise(shape, int(seed) + 0x5EED, scale_px)
+    f /= max(float(f.std()), 1e-9)
+    return np.exp(variation * (f - f.mean()))
+
+
+def _roughness(shape: tuple[int, int], seed: int, scale_px: int, water: np.ndarray) -> np.ndarray:
+    """[N] float64 seeded noise of unit std over ``scale_px`` pixels, 0 on water, summing to 0 on land."""
+    f = _smooth_noise(shape, int(seed) + 0xC4A7, scale_px).reshape(-1)
     f[water] = 0.0
     land = ~water
     if land.any():

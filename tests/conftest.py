@@ -37,3 +37,14 @@ def exr_channels(path) -> list[str]:
         names.append(name.decode())
         i += len(name) + 1 + 16  # name, NUL, pixel type, pLinear + reserved, x/y sampling
     return names
+
+
+def view3d_context():
+    """A context override on the VIEW_3D area of Blender's background window (operators that poll for a
+    3D view need it); only for tests that have imported bpy."""
+    import bpy
+
+    win = bpy.context.window_manager.windows[0]
+    area = next(a for a in win.screen.areas if a.type == "VIEW_3D")
+    region = next(r for r in area.regions if r.type == "WINDOW")
+    return bpy.context.temp_override(window=win, screen=win.screen, area=area, region=region)

@@ -14,7 +14,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import exr_channels  # noqa: E402
+from conftest import exr_channels, view3d_context  # noqa: E402
 
 import blender_addon  # noqa: E402
 from blender_addon.blender import build, generate, live, paint  # noqa: E402
@@ -22,19 +22,12 @@ from blender_addon.core import maps, pipeline  # noqa: E402
 from terrain_core.labels import CLASSES, PALETTE  # noqa: E402
 
 
-def _ctx():
-    win = bpy.context.window_manager.windows[0]
-    area = next(a for a in win.screen.areas if a.type == "VIEW_3D")
-    region = next(r for r in area.regions if r.type == "WINDOW")
-    return bpy.context.temp_override(window=win, screen=win.screen, area=area, region=region)
-
-
 @pytest.fixture
 def scene():
     """Factory settings, the add-on registered, a 32x32 paint plane; unregistered afterwards."""
     bpy.ops.wm.read_factory_settings(use_empty=False)
     blender_addon.register()
-    with _ctx():
+    with view3d_context():
         bpy.ops.terrain.new_paint_plane(size=40.0, resolution=32, fill_class="WATER")
         s = bpy.context.scene.terrain_gan
         s.resolution = 32
@@ -185,14 +178,14 @@ def test_paint_plane_setup(scene):
     assert ip.brush is not None and ip.brush.name == paint.BRUSH_NAME
     assert ip.canvas == img and ip.mode == "IMAGE"
     ups = paint.unified_settings(bpy.context)
-    with _ctx():
+    with view3d_context():
         bpy.ops.terrain.set_paint_class(terrain_class="FOREST")
     assert np.allclose(tuple(ups.color), PALETTE[2] / 255.0, atol=1e-6)
 
 
 def test_fill_clear_random_save_and_load(scene, tmp_path):
     img = scene.terrain_gan.paint_image
-    with _ctx():
+    with view3d_context():
         bpy.ops.terrain.fill_map(terrain_class="DESERT")
         assert (paint.map_labels(img) == 4).all()
         scene.terrain_gan.fill_class = "FOREST"
@@ -251,7 +244,7 @@ def test_generate_end_to_end_and_one_undo_step(scene):
     s = scene.terrain_gan
     s.resolution, s.mesh_resolution, s.height_min_m, s.height_max_m, s.seed = 32, 17, 0.0, 30.0, 5
     lab = paint_half_mountains(s.paint_image)
-    with _ctx():
+    with view3d_context():
         bpy.ops.ed.undo_push(message="before generate")
         before = snapshot()
         assert bpy.ops.terrain.generate() == {"FINISHED"}
@@ -293,7 +286,7 @@ def _vertex_heights(ob) -> np.ndarray:
 def test_regenerate_replaces_and_variation_changes_seed(scene):
     s = scene.terrain_gan
     paint_half_mountains(s.paint_image)
-    with _ctx():
+    with view3d_context():
         bpy.ops.terrain.generate()
         ob = bpy.data.objects[generate.TERRAIN_NAME]
         first_seed = ob[build.META_KEY]["seed"]
@@ -324,7 +317,7 @@ def test_regenerate_replaces_and_variation_changes_seed(scene):
 def test_displace_mode(scene):
     s = scene.terrain_gan
     s.mesh_mode, s.mesh_resolution, s.height_min_m, s.height_max_m = "DISPLACE", 9, 2.0, 12.0
-    with _ctx():
+    with view3d_context():
         assert bpy.ops.terrain.generate() == {"FINISHED"}
     ob = bpy.data.objects[generate.TERRAIN_NAME]
     assert len(ob.data.vertices) == 81 and all(np.isclose(v.co.z, 2.0) for v in ob.data.vertices)
@@ -349,7 +342,7 @@ def test_exported_exr_drives_the_displace_modifier_like_the_terrain(scene, tmp_p
     s = scene.terrain_gan
     s.mesh_mode, s.mesh_resolution, s.height_min_m, s.height_max_m = "DISPLACE", 17, 10.0, 110.0
     paint_half_mountains(s.paint_image)
-    with _ctx():
+    with view3d_context():
         assert bpy.ops.terrain.generate() == {"FINISHED"}
         bpy.ops.object.mode_set(mode="OBJECT")
         ob = bpy.data.objects[generate.TERRAIN_NAME]
@@ -377,7 +370,7 @@ def test_errors_report_and_change_nothing(scene, tmp_path):
         (dict(model_path=str(wrong)), ".onnx or .safetensors"),
         (dict(height_min_m=50.0, height_max_m=10.0), "max > min"),
     ]
-    with _ctx():
+    with view3d_context():
         for settings, match in cases:
             saved = {k: getattr(s, k) for k in settings}
             for k, v in settings.items():
@@ -432,7 +425,7 @@ def test_live_preview_debounces_and_replaces(scene, monkeypatch):
     s.live_resolution = 32
     monkeypatch.setattr(live, "DEBOUNCE_S", 0.0)
     live._live["debouncer"] = live.Debouncer(0.0)
-    with _ctx():
+    with view3d_context():
         s.live_mode = True  # starts the timer (never fires in background mode); drive it by hand
         try:
             live._live["debouncer"] = live.Debouncer(0.0)
@@ -464,7 +457,7 @@ def test_export_writes_all_files(scene, tmp_path, monkeypatch):
     s = scene.terrain_gan
     s.height_min_m, s.height_max_m = 10.0, 110.0
     paint_half_mountains(s.paint_image)
-    with _ctx():
+    with view3d_context():
         bpy.ops.terrain.generate()
         bpy.ops.object.mode_set(mode="OBJECT")
         ob = bpy.data.objects[generate.TERRAIN_NAME]
@@ -512,7 +505,7 @@ def test_export_writes_all_files(scene, tmp_path, monkeypatch):
 
     s.height_min_m, s.height_max_m = 500.0, 900.0
     monkeypatch.setattr(export_mod, "export_mesh_files", disk_full)
-    with _ctx():
+    with view3d_context():
         bpy.context.view_layer.objects.active = ob
         with pytest.raises(RuntimeError, match="Export failed: .*No space left"):
             bpy.ops.terrain.export(directory=str(tmp_path))
@@ -574,7 +567,7 @@ class ModalDriver:
 
 def test_modal_generate_polls_worker_and_builds(scene):
     scene.terrain_gan.seed = 11
-    with _ctx():
+    with view3d_context():
         before = snapshot()
         drv = ModalDriver(bpy.context)
         assert generate.state["job"] is drv._job and not bpy.ops.terrain.generate.poll()  # one at a time
@@ -585,7 +578,7 @@ def test_modal_generate_polls_worker_and_builds(scene):
 
 
 def test_modal_generate_escape_cancels_and_changes_nothing(scene):
-    with _ctx():
+    with view3d_context():
         before = snapshot()
         drv = ModalDriver(bpy.context)
         assert drv.run(bpy.context, first_event=FakeEvent("ESC", "PRESS")) == {"CANCELLED"}
@@ -595,7 +588,7 @@ def test_modal_generate_escape_cancels_and_changes_nothing(scene):
 
 
 def test_export_refuses_blend_relative_folder_in_unsaved_file(scene, tmp_path):
-    with _ctx():
+    with view3d_context():
         bpy.ops.terrain.generate()
         bpy.ops.object.mode_set(mode="OBJECT")
         bpy.context.view_layer.objects.active = bpy.data.objects[generate.TERRAIN_NAME]
@@ -626,7 +619,7 @@ def test_live_preview_with_bad_settings_says_why_once(scene):
     try:
         live._live["debouncer"] = live.Debouncer(0.0)
         live._live["last_error"] = ""
-        with _ctx():
+        with view3d_context():
             live.tick_for_tests(bpy.context)
             live.tick_for_tests(bpy.context)
         assert live.current_job() is None and "max > min" in live.status()

@@ -10,16 +10,11 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from conftest import view3d_context  # noqa: E402
+
 import blender_addon  # noqa: E402
 from blender_addon.blender import build, generate, live  # noqa: E402
 from blender_addon.core import maps, pipeline  # noqa: E402
-
-
-def _ctx():
-    win = bpy.context.window_manager.windows[0]
-    area = next(a for a in win.screen.areas if a.type == "VIEW_3D")
-    region = next(r for r in area.regions if r.type == "WINDOW")
-    return bpy.context.temp_override(window=win, screen=win.screen, area=area, region=region)
 
 
 @pytest.fixture
@@ -27,7 +22,7 @@ def scene():
     """Factory settings, the add-on registered, a 48x48 paint plane: water west, mountains and hills east."""
     bpy.ops.wm.read_factory_settings(use_empty=False)
     blender_addon.register()
-    with _ctx():
+    with view3d_context():
         bpy.ops.terrain.new_paint_plane(size=40.0, resolution=48, fill_class="WATER")
         s = bpy.context.scene.terrain_gan
         s.resolution, s.height_min_m, s.height_max_m, s.seed = 48, 0.0, 30.0, 3
@@ -59,7 +54,7 @@ def heights(ob) -> np.ndarray:
 
 def test_generate_with_erosion_mask_material_and_one_undo_step(scene):
     s = scene.terrain_gan
-    with _ctx():
+    with view3d_context():
         assert bpy.ops.terrain.generate() == {"FINISHED"}  # erosion off first, same seed
         bpy.ops.object.mode_set(mode="OBJECT")
         z_off = heights(bpy.data.objects[generate.TERRAIN_NAME])
@@ -93,7 +88,7 @@ def test_generate_with_erosion_mask_material_and_one_undo_step(scene):
 def test_plain_material_option_keeps_the_masks_for_export(scene, tmp_path):
     s = scene.terrain_gan
     s.erosion, s.erosion_material = "LIGHT", False
-    with _ctx():
+    with view3d_context():
         assert bpy.ops.terrain.generate() == {"FINISHED"}
         bpy.ops.object.mode_set(mode="OBJECT")
         ob = bpy.data.objects[generate.TERRAIN_NAME]
@@ -148,7 +143,7 @@ def test_live_preview_erodes_light_at_most(scene, monkeypatch):
     s = scene.terrain_gan
     s.erosion, s.live_resolution = "STRONG", 32
     monkeypatch.setattr(live, "DEBOUNCE_S", 0.0)
-    with _ctx():
+    with view3d_context():
         s.live_mode = True
         try:
             live._live["debouncer"] = live.Debouncer(0.0)
