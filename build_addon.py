@@ -9,9 +9,9 @@ What goes in
 - ``blender_addon/`` as the extension's root package (its ``blender_manifest.toml`` gets ``platforms`` and
   ``wheels`` filled in per platform).
 - ``terrain_core`` as a small pure-Python wheel (``terrain_gan_core``): labels, config, noise, result,
-  runtime, export, exporters, rasterfiles, imageio, output_set, exits, erosion, flow, flow_metrics and
-  ``models/`` with the default ``.onnx`` model. No training code. Erosion is numpy only, so every
-  platform's zip erodes with nothing more.
+  model_format, runtime, model_export, argtypes, outputs, objmesh, rasterfiles, imageio, output_set,
+  exits, erosion, flow, flow_metrics and ``models/`` with the default ``.onnx`` model. No training code.
+  Erosion is numpy only, so every platform's zip erodes with nothing more.
   ``terrain_core/nn`` (the torch network) is left out unless ``--with-torch-runtime``: inside Blender the
   PyTorch runtime also needs a torch the user installed into Blender's Python, which this build never ships.
 - ONNX Runtime for the platform and its import-time dependencies (flatbuffers, packaging, protobuf), at the
@@ -55,8 +55,10 @@ CORE_MODULES = (
     "result",
     "model_format",
     "runtime",
-    "export",
-    "exporters",
+    "model_export",
+    "argtypes",
+    "outputs",
+    "objmesh",
     "rasterfiles",
     "imageio",
     "output_set",
@@ -248,7 +250,7 @@ def export_standin(path: Path) -> None:
     import torch
 
     from terrain_core.config import ShadowConfig, preset
-    from terrain_core.export import export_model
+    from terrain_core.model_export import export_model
     from terrain_core.nn.inference import InferenceNet
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """Model files for the benchmark: the shipped default when there is one, else exports of seeded,
 untrained presets (speed does not depend on the weights' values), cached between runs.
 
-The cache key covers the preset, the source of terrain_core.nn and export.py, and the torch version, so a
-change of the network re-exports instead of timing a stale graph.
+The cache key covers the preset, the source of terrain_core.nn and model_export.py, and the torch version,
+so a change of the network re-exports instead of timing a stale graph.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ CACHE = Path(
 
 def _source_digest() -> str:
     h = hashlib.sha256()
-    files = sorted((ROOT / "terrain_core" / "nn").glob("*.py")) + [ROOT / "terrain_core" / "export.py"]
+    files = sorted((ROOT / "terrain_core" / "nn").glob("*.py")) + [ROOT / "terrain_core" / "model_export.py"]
     for p in files:
         h.update(p.name.encode())
         h.update(p.read_bytes())
@@ -42,7 +42,7 @@ def preset_files(preset: str, *, onnx: bool = True) -> tuple[Path, Path | None]:
 
     from terrain_core.config import ShadowConfig
     from terrain_core.config import preset as get_preset
-    from terrain_core.export import export_model
+    from terrain_core.model_export import export_model
     from terrain_core.nn.inference import InferenceNet
 
     d = CACHE / f"{preset}-{_source_digest()}"

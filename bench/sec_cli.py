@@ -30,9 +30,9 @@ import json, sys, time
 from pathlib import Path
 from bench._child import reset_peak
 from bench.common import current_rss_bytes, peak_rss_bytes
-from terrain_core import cli, exporters
+from terrain_core import cli, outputs
 state = {}
-real = exporters.write_outputs
+real = outputs.write_outputs
 def wrapped(*a, **k):
     state["peak_before_write"] = peak_rss_bytes()
     state["rss_at_write"] = current_rss_bytes()
@@ -43,7 +43,7 @@ def wrapped(*a, **k):
     finally:
         state["write_s"] = time.perf_counter() - t0
         state["peak_write"] = peak_rss_bytes() if state["reset"] else None
-exporters.write_outputs = wrapped
+outputs.write_outputs = wrapped
 t0 = time.perf_counter()
 rc = cli.main(sys.argv[1:])
 state.update(rc=rc, seconds=time.perf_counter() - t0)

@@ -1,6 +1,6 @@
-"""Section obj_export: terrain_core.exporters.write_obj vs the original's per-vertex writer.
+"""Section obj_export: terrain_core.objmesh.write_obj vs the original's per-vertex writer.
 
-The baseline is ``exporters._obj_reference_loop`` (a Python double loop writing one formatted line per
+The baseline is ``objmesh._obj_reference_loop`` (a Python double loop writing one formatted line per
 vertex, uv and face, as the original does). Target: ours at least 10x faster at 512x512, and our file
 parses back with the right vertex, uv and face counts and the heights it was given.
 """
@@ -62,7 +62,7 @@ def parse_obj(path: Path) -> dict:
 
 
 def run(opts: Options) -> Section:
-    from terrain_core.exporters import _obj_reference_loop, write_obj
+    from terrain_core.objmesh import _obj_reference_loop, write_obj
 
     n = 64 if opts.smoke else 512
     sec = Section(

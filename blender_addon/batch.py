@@ -42,34 +42,8 @@ class _Parser(argparse.ArgumentParser):
         raise BatchUsageError(f"{message} (see batch.py --help)")
 
 
-def _int_at_least(lo: int, what: str, *, zero_ok: bool = False):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
-        if v < lo and not (zero_ok and v == 0):
-            extra = " (or 0)" if zero_ok else ""
-            raise argparse.ArgumentTypeError(f"{what} must be at least {lo}{extra}, got {v}")
-        return v
-
-    return parse
-
-
-def _positive(what: str):
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
-        if not (v > 0 and math.isfinite(v)):
-            raise argparse.ArgumentTypeError(f"{what} must be a positive number, got {text!r}")
-        return v
-
-    return parse
-
-
 def parse_args(args: list[str]) -> argparse.Namespace:
+    from terrain_core.argtypes import int_in, positive_float
     from terrain_core.imageio import MIN_SIDE
     from terrain_core.noise import check_seed
 
@@ -79,7 +53,7 @@ def parse_args(args: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--input", "-i", nargs="+", required=True, help="map images and/or folders of them")
     p.add_argument("--out", "-o", required=True, help="output folder")
-    p.add_argument("--seed", type=_int_at_least(0, "--seed"), default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=int_in("--seed", 0), default=0, help="seed (default 0)")
     p.add_argument("--seeds", default="", help="several seeds: '1,2,5' or a range '0-3' (overrides --seed)")
     p.add_argument(
         "--model", default="", help=".onnx or .safetensors model file (default: the built-in model)"
@@ -90,7 +64,7 @@ def parse_args(args: list[str]) -> argparse.Namespace:
     p.add_argument("--render", action="store_true", help="render a Cycles CPU preview PNG per map and seed")
     p.add_argument("--render-size", default="640x400", help="preview size WxH (default 640x400)")
     p.add_argument(
-        "--samples", type=_int_at_least(1, "--samples"), default=16,
+        "--samples", type=int_in("--samples", 1), default=16,
         help="Cycles samples for previews (default 16)",
     )  # fmt: skip
     p.add_argument(
@@ -100,25 +74,25 @@ def parse_args(args: list[str]) -> argparse.Namespace:
         "--contact-sheet", action="store_true", help="also write OUT/contact_sheet.png of all previews"
     )
     p.add_argument(
-        "--resolution", type=_int_at_least(MIN_SIDE, "--resolution", zero_ok=True), default=256,
+        "--resolution", type=int_in("--resolution", MIN_SIDE, zero_ok=True), default=256,
         help="generation resolution, pixels (0 = the map's)",
     )  # fmt: skip
     p.add_argument(
-        "--mesh-resolution", type=_int_at_least(2, "--mesh-resolution", zero_ok=True), default=0,
+        "--mesh-resolution", type=int_in("--mesh-resolution", 2, zero_ok=True), default=0,
         help="mesh vertices along the longer side (0 = by size: one per generated pixel up to 1024 "
-        "pixels, above that 1025, the mesh vertex budget of terrain_core.exporters)",
+        "pixels, above that 1025, the mesh vertex budget of terrain_core.outputs)",
     )  # fmt: skip
     p.add_argument(
-        "--size-m", type=_positive("--size-m"), default=200.0,
+        "--size-m", type=positive_float("--size-m"), default=200.0,
         help="terrain size along the longer side, metres",
     )  # fmt: skip
     p.add_argument("--height-m", default="0,40", help="height range 'LO,HI' or the relief 'HI' in metres")
     p.add_argument(
-        "--tile", type=_int_at_least(-1, "--tile"), default=-1,
+        "--tile", type=int_in("--tile", -1), default=-1,
         help="tile size in pixels (-1 automatic, 0 never)",
     )  # fmt: skip
     p.add_argument(
-        "--threads", type=_int_at_least(0, "--threads"), default=0,
+        "--threads", type=int_in("--threads", 0), default=0,
         help="CPU threads for the runtime (0 = all)",
     )  # fmt: skip
     p.add_argument(
@@ -197,12 +171,12 @@ def parse_height(text: str) -> tuple[float, float]:
 
 def default_mesh_resolution(gen_side: int) -> int:
     """Mesh vertices along the longer side when not given: 0 (one per pixel) up to
-    ``exporters.MESH_FULL_MAX_SIDE`` pixels, else as many as keep a square mesh within the vertex budget."""
-    from terrain_core import exporters
+    ``outputs.MESH_FULL_MAX_SIDE`` pixels, else as many as keep a square mesh within the vertex budget."""
+    from terrain_core import outputs
 
-    if gen_side <= exporters.MESH_FULL_MAX_SIDE:
+    if gen_side <= outputs.MESH_FULL_MAX_SIDE:
         return 0
-    return math.isqrt(exporters.MESH_VERTEX_BUDGET)
+    return math.isqrt(outputs.MESH_VERTEX_BUDGET)
 
 
 def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
@@ -404,7 +378,7 @@ def process_one(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dic
 def _process_into(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dict:
     pipeline = importlib.import_module(addon.__name__ + ".core.pipeline")
     build = importlib.import_module(addon.__name__ + ".blender.build")
-    export = importlib.import_module(addon.__name__ + ".blender.export")
+    export = importlib.import_module(addon.__name__ + ".blender.export_ops")
     paint = importlib.import_module(addon.__name__ + ".blender.paint")
     timings: dict[str, float] = {}
     t = time.perf_counter()

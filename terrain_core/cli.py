@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from terrain_core import exporters
+from terrain_core import objmesh, outputs
+from terrain_core.argtypes import int_in, positive_float
 from terrain_core.erosion import LEVELS
 from terrain_core.exits import (
     EXIT_BROKEN_PIPE,
@@ -40,7 +41,7 @@ from terrain_core.exits import (
     sigterm_unwinds,
     silence_stdout,
 )
-from terrain_core.labels import LabelMapError, class_shares
+from terrain_core.labels import LabelMapError, class_shares, resize_nearest
 from terrain_core.noise import SEED_MAX
 from terrain_core.output_set import OutputPathError, OutputSet
 
@@ -76,37 +77,9 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _int_range(lo: int, hi: int | None, what: str):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
-        if v < lo or (hi is not None and v > hi):
-            raise argparse.ArgumentTypeError(
-                f"{what} must be in {lo}..{hi if hi is not None else 'inf'}, got {v}"
-            )
-        return v
-
-    return parse
-
-
-def _positive_float(what: str):
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
-        if not (v > 0 and np.isfinite(v)):
-            raise argparse.ArgumentTypeError(f"{what} must be positive, got {text!r}")
-        return v
-
-    return parse
-
-
 def _formats(text: str) -> tuple[str, ...]:
     try:
-        return exporters.parse_formats(text)
+        return outputs.parse_formats(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -130,19 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, metavar="DIR", help="output folder (created; files replaced)")
     g.add_argument("--model", metavar="PATH", help=".onnx or .safetensors model (default: built-in)")
     g.add_argument(
-        "--seed", type=_int_range(0, SEED_MAX, "--seed"), default=0, metavar="N",
+        "--seed", type=int_in("--seed", 0, SEED_MAX), default=0, metavar="N",
         help="which variation of the map (default 0); the same map and seed give the same terrain",
     )  # fmt: skip
     g.add_argument("--size", type=parse_size, metavar="WxH", help="resize the map first (nearest)")
     g.add_argument(
         "--tile",
-        type=_int_range(0, MAX_SIDE, "--tile"),
+        type=int_in("--tile", 0, MAX_SIDE),
         default=None,
         metavar="N",
         help="generate in tiles of N pixels (0 = never; default: automatic above 1024)",
     )
     g.add_argument(
-        "--overlap", type=_int_range(0, 4096, "--overlap"), default=None, metavar="N",
+        "--overlap", type=int_in("--overlap", 0, 4096), default=None, metavar="N",
         help="pixels shared and blended by neighbouring tiles (with --tile; default 64)",
     )  # fmt: skip
     g.add_argument(
@@ -150,33 +123,33 @@ def build_parser() -> argparse.ArgumentParser:
         type=_formats,
         default=None,
         metavar="LIST",
-        help=f"comma-separated subset of {','.join(exporters.FORMATS)}, or all (default: all but raw16); "
+        help=f"comma-separated subset of {','.join(outputs.FORMATS)}, or all (default: all but raw16); "
         "an explicit list that includes obj writes the full mesh unless --obj-step says otherwise",
     )
     grid = g.add_mutually_exclusive_group()
     grid.add_argument("--plus-one", action="store_true", help="height files and mesh at (W+1)x(H+1)")
     grid.add_argument(
         "--engine",
-        choices=tuple(exporters.ENGINE_SIZES),
+        choices=tuple(outputs.ENGINE_SIZES),
         help="height files at the engine's recommended size (Unity 2^n+1, Unreal 1009, 2017, ...), "
         "resampled, with the cell size adjusted to keep the extent",
     )
     ext = g.add_mutually_exclusive_group()
-    ext.add_argument("--size-m", type=_positive_float("--size-m"), metavar="M", help="terrain width, metres")
+    ext.add_argument("--size-m", type=positive_float("--size-m"), metavar="M", help="terrain width, metres")
     ext.add_argument(
         "--cell-size",
-        type=_positive_float("--cell-size"),
+        type=positive_float("--cell-size"),
         metavar="M",
-        help=f"metres per pixel (default {exporters.DEFAULT_CELL_SIZE_M:g})",
+        help=f"metres per pixel (default {outputs.DEFAULT_CELL_SIZE_M:g})",
     )
     g.add_argument(
         "--obj-step",
-        type=_int_range(1, 1024, "--obj-step"),
+        type=int_in("--obj-step", 1, 1024),
         default=None,
         metavar="N",
         help="keep every N-th height sample in the mesh; 1 = the full mesh (default: 1 up to "
-        f"{exporters.MESH_FULL_MAX_SIDE} px per side, else at most "
-        f"{exporters.MESH_VERTEX_BUDGET:,} vertices)",
+        f"{outputs.MESH_FULL_MAX_SIDE} px per side, else at most "
+        f"{outputs.MESH_VERTEX_BUDGET:,} vertices)",
     )
     g.add_argument("--obj-up", choices=("y", "z"), default="y", help="OBJ up axis (default y)")
     g.add_argument(
@@ -185,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the model runs on this runtime; without --model, pick the built-in default of its type",
     )
     g.add_argument(
-        "--threads", type=_int_range(1, 1024, "--threads"), default=None, metavar="N",
+        "--threads", type=int_in("--threads", 1, 1024), default=None, metavar="N",
         help="CPU threads for the network (default: the runtime's choice)",
     )  # fmt: skip
     g.add_argument(
@@ -194,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     g.add_argument(
         "--max-memory",
-        type=_positive_float("--max-memory"),
+        type=positive_float("--max-memory"),
         metavar="GB",
         help="refuse runs estimated to need more (default: the memory available now)",
     )
@@ -204,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         "wear.png beside the splat maps; default off (docs/EROSION.md)",
     )  # fmt: skip
     g.add_argument(
-        "--erosion-steps", type=_int_range(0, 1000, "--erosion-steps"), default=None, metavar="N",
+        "--erosion-steps", type=int_in("--erosion-steps", 0, 1000), default=None, metavar="N",
         help="erosion steps instead of the level's own (expert)",
     )  # fmt: skip
     g.add_argument("-q", "--quiet", action="store_true", help="print only errors")
@@ -259,14 +232,6 @@ def estimate_memory_bytes(gen_config: Any, width: int, height: int, tile: int | 
 
 
 # ----------------------------------------------------------------------------------------- commands
-
-
-def resize_nearest(labels: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Nearest-neighbour resize of a class map (pixel centres), so no new classes appear at borders."""
-    h, w = labels.shape
-    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
-    return labels[rows[:, None], cols[None, :]]
 
 
 def _ordinal(n: int) -> str:
@@ -375,7 +340,7 @@ def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out
             f"tiles, more than {have}; use a smaller --size"
         )
     if (width, height) != (src_w, src_h):
-        labels = resize_nearest(labels, width, height)
+        labels = resize_nearest(labels, height, width)
 
     model_desc = gen.name + (
         " (untrained weights: the output is noise-like, not terrain)" if gen.untrained else ""
@@ -422,7 +387,7 @@ def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out
     }
     if erosion_meta is not None:
         extra["erosion"] = erosion_meta
-    formats = args.format or exporters.DEFAULT_FORMATS
+    formats = args.format or outputs.DEFAULT_FORMATS
     # The mesh grid (pixels, or corners with --plus-one) and its step: by size, unless asked for.
     mesh_h, mesh_w = (height + 1, width + 1) if args.plus_one else (height, width)
     if args.obj_step is not None:
@@ -430,10 +395,10 @@ def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out
     elif args.format is not None:  # obj named in an explicit --format: the full mesh, as asked
         obj_step = 1
     else:
-        obj_step = exporters.mesh_step(mesh_h, mesh_w)
+        obj_step = outputs.mesh_step(mesh_h, mesh_w)
     t0 = time.perf_counter()
     try:
-        files = exporters.write_outputs(
+        files = outputs.write_outputs(
             result,
             out,
             formats,
@@ -446,7 +411,7 @@ def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out
             extra_meta=extra,
             masks=masks,
         )
-    except (exporters.ExportError, ValueError) as e:
+    except (outputs.ExportError, ValueError) as e:
         raise CliError(str(e)) from None
     except MemoryError:
         raise CliError(f"out of memory writing the {width}x{height} outputs; use a smaller --size") from None
@@ -458,13 +423,13 @@ def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out
     )
     say(f"height: {h_min:.1f} .. {h_max:.1f} m (model range {lo:g} .. {hi:g} m)")
     if "obj" in formats and obj_step > 1:
-        kept = [len(exporters.grid_indices(n, obj_step)) for n in (mesh_w, mesh_h)]
+        kept = [len(objmesh.grid_indices(n, obj_step)) for n in (mesh_w, mesh_h)]
         say(
             f"mesh: reduced to every {_ordinal(obj_step)} sample, {kept[0]}x{kept[1]} of {mesh_w}x{mesh_h} "
             "vertices" + (" (--obj-step 1 for the full mesh)" if args.obj_step is None else "")
         )
     if args.engine:
-        nw, nh = exporters.engine_grid(args.engine, width, height)
+        nw, nh = outputs.engine_grid(args.engine, width, height)
         say(
             f"heights: {nw}x{nh} samples, {args.engine.capitalize()}'s recommended size "
             "(import settings: engine_import in meta.json)"
@@ -488,7 +453,7 @@ def _erode(result, args: argparse.Namespace, say) -> tuple[dict | None, dict | N
     from terrain_core import erosion
 
     h, w = result.size
-    cell = args.size_m / w if args.size_m else args.cell_size or exporters.DEFAULT_CELL_SIZE_M
+    cell = args.size_m / w if args.size_m else args.cell_size or outputs.DEFAULT_CELL_SIZE_M
     try:
         eroded = erosion.erode(
             result.height_m,

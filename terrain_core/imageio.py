@@ -366,7 +366,7 @@ def read_height16(
 ) -> np.ndarray:
     """A 16-bit height PNG as float32 [H, W]: ``v / 32767.5 - 1`` in -1..1 (``normalised``) or raw 0..65535.
 
-    The training data's (and ``exporters.write_height_png16``'s) encoding. 8-bit images are refused: their
+    The training data's (and ``outputs.write_height_png16``'s) encoding. 8-bit images are refused: their
     256 levels would make stepped terrain.
     """
     p = Path(path)

@@ -138,3 +138,16 @@ def class_shares(labels: np.ndarray) -> dict[str, float]:
     counts = np.bincount(np.asarray(labels).ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
     total = max(int(counts.sum()), 1)
     return {c.name: float(counts[c.id]) / total for c in CLASSES}
+
+
+def resize_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a class map [H, W] to [height, width], sampled at pixel centres (ids are
+    categories: never interpolate them, so no new class appears at a border). The same array when the size
+    already matches."""
+    lab = np.asarray(labels)
+    h, w = lab.shape
+    if (h, w) == (height, width):
+        return lab
+    ys = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    xs = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return np.ascontiguousarray(lab[ys[:, None], xs[None, :]])

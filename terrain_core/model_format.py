@@ -1,6 +1,6 @@
 """The model-file format: what a terrain_core model file holds and how it is checked.
 
-Both the model exporter (:mod:`terrain_core.export`, weights -> files) and the inference runtime
+Both the model exporter (:mod:`terrain_core.model_export`, weights -> files) and the inference runtime
 (:mod:`terrain_core.runtime`, files -> terrain) need the same constants, metadata and checks. They live here,
 below both, so that neither imports the other for them (that was an import circle).
 
@@ -143,7 +143,7 @@ def parse_meta_json(text: Any, source: str) -> dict:
     if not isinstance(text, str):
         raise ModelFileError(
             f"{source}: no terrain_core metadata ('{METADATA_KEY}') in the file: it is not a model exported "
-            "by terrain_core.export.export_model"
+            "by terrain_core.model_export.export_model"
         )
     try:
         return json.loads(text)

@@ -82,7 +82,7 @@ def corner_rows(a: np.ndarray, out_h: int, out_w: int, convert: Callable | None 
     Sample (i, j) lies at i / (out_h - 1), j / (out_w - 1) of the image's full extent (its outer pixel
     edges), so the first and last samples sit on the image's edges: the "2^n + 1" layout of engine
     height grids. Positions beyond the outer pixel centres take the edge pixels. With out = H + 1 this is
-    ``exporters.plus_one_resample`` (interior corners average their four pixels).
+    ``outputs.plus_one_resample`` (interior corners average their four pixels).
     """
     a = np.asarray(a)
     if a.ndim != 2 or min(a.shape) < 1 or out_h < 2 or out_w < 2:

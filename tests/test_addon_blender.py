@@ -495,7 +495,7 @@ def test_export_writes_all_files(scene, tmp_path, monkeypatch):
 
     # A second export that fails while writing (the disk fills up during the meshes, after the images)
     # leaves the first set as it was, byte for byte, and no staging folder or lock behind.
-    from blender_addon.blender import export as export_mod
+    from blender_addon.blender import export_ops as export_mod
 
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from blender_addon.core import grid, jobs, live, maps, pipeline, png
-from terrain_core.labels import NUM_CLASSES, PALETTE, LabelMapError
+from terrain_core.labels import NUM_CLASSES, PALETTE, LabelMapError, resize_nearest
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -69,9 +69,9 @@ def test_grey_id_images_read_as_ids():
 
 def test_resize_nearest_keeps_ids_and_shape():
     lab = maps.random_map(3, 64)
-    small = maps.resize_nearest(lab, 16, 32)
+    small = resize_nearest(lab, 16, 32)
     assert small.shape == (16, 32) and set(np.unique(small)) <= set(np.unique(lab))
-    assert maps.resize_nearest(lab, 64, 64) is lab
+    assert resize_nearest(lab, 64, 64) is lab
 
 
 def test_random_map_is_seeded_and_plausible():
@@ -325,11 +325,11 @@ def test_batch_refuses_old_blender_and_parses_arguments(tmp_path):
 
 def test_batch_reduces_the_mesh_of_large_maps_by_default():
     from blender_addon import batch
-    from terrain_core import exporters
+    from terrain_core import outputs
 
     assert batch.default_mesh_resolution(256) == 0 and batch.default_mesh_resolution(1024) == 0
     side = batch.default_mesh_resolution(4096)
-    assert side == 1025 and side * side <= exporters.MESH_VERTEX_BUDGET < (side + 1) ** 2
+    assert side == 1025 and side * side <= outputs.MESH_VERTEX_BUDGET < (side + 1) ** 2
 
 
 def test_addon_imports_only_what_blender_has():
@@ -344,8 +344,10 @@ def test_addon_imports_only_what_blender_has():
         "noise",
         "result",
         "runtime",
-        "export",
-        "exporters",
+        "model_export",
+        "argtypes",
+        "outputs",
+        "objmesh",
         "rasterfiles",
         "imageio",
         "output_set",

@@ -19,8 +19,8 @@ torch = pytest.importorskip("torch")
 
 from terrain_core import cli  # noqa: E402
 from terrain_core.config import ShadowConfig, preset  # noqa: E402
-from terrain_core.export import export_model  # noqa: E402
-from terrain_core.labels import PALETTE, rgb_from_labels  # noqa: E402
+from terrain_core.labels import PALETTE, resize_nearest, rgb_from_labels  # noqa: E402
+from terrain_core.model_export import export_model  # noqa: E402
 from terrain_core.nn.inference import InferenceNet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,8 +103,8 @@ def test_size_format_and_plus_one(tmp_path, model, map_png):
 
 
 def test_large_maps_get_a_reduced_mesh_and_the_summary_says_so(tmp_path, model, map_png, monkeypatch):
-    monkeypatch.setattr(cli.exporters, "MESH_FULL_MAX_SIDE", 32)  # the 56x40 map counts as large
-    monkeypatch.setattr(cli.exporters, "MESH_VERTEX_BUDGET", 300)
+    monkeypatch.setattr(cli.outputs, "MESH_FULL_MAX_SIDE", 32)  # the 56x40 map counts as large
+    monkeypatch.setattr(cli.outputs, "MESH_VERTEX_BUDGET", 300)
     rc, stdout, err = run("generate", "--labels", map_png, "--out", tmp_path / "a", "--model", model)
     assert rc == 0, err
     meta = json.loads((tmp_path / "a" / "meta.json").read_text())
@@ -141,7 +141,7 @@ def test_engine_unity_writes_raw16_at_its_size(tmp_path, model, map_png):
 
 def test_resize_nearest_keeps_classes_and_proportions():
     lab = np.array([[0, 1], [2, 3]], np.uint8)
-    big = cli.resize_nearest(lab, 6, 4)
+    big = resize_nearest(lab, 4, 6)
     assert big.shape == (4, 6) and set(np.unique(big)) == {0, 1, 2, 3}
     assert (big[:2, :3] == 0).all() and (big[2:, 3:] == 3).all()
 

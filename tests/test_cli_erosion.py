@@ -12,6 +12,7 @@ from PIL import Image
 
 from terrain_core import cli
 from terrain_core.imageio import read_label_map
+from terrain_core.labels import resize_nearest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAP = ROOT / "examples" / "island.png"
@@ -76,7 +77,7 @@ def test_erosion_writes_masks_and_replaces_the_height(runs):
 def test_water_height_is_unchanged_by_erosion(runs):
     off, on, _ = runs
     meta = json.loads((on / "meta.json").read_text())
-    lab = cli.resize_nearest(read_label_map(MAP), 160, 160)
+    lab = resize_nearest(read_label_map(MAP), 160, 160)
     assert meta["erosion"]["cell_size_m"] == 30.0
     h_off, h_on = _tif(off / "height.tif"), _tif(on / "height.tif")
     assert (lab == 0).sum() > 1000

@@ -66,7 +66,7 @@ def test_terrain_core_imports_in_a_python_without_torch_bpy_pillow_scipy():
         "import terrain_core.erosion, terrain_core.flow, terrain_core.flow_metrics\n"
         # Imported outright: a module that went missing must fail here, not be skipped.
         "import terrain_core.model_format, terrain_core.runtime\n"
-        "import terrain_core.exporters, terrain_core.imageio\n"
+        "import terrain_core.outputs, terrain_core.imageio\n"
         "print('ok')\n"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -9,7 +9,7 @@ from conftest import exr_channels
 from PIL import Image
 
 from terrain_core import rasterfiles as R
-from terrain_core.exporters import plus_one_resample
+from terrain_core.outputs import plus_one_resample
 
 rng = np.random.default_rng(7)
 

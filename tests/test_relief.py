@@ -234,7 +234,7 @@ def test_noise_style_makes_the_noise_change_the_output_even_with_injection_off()
 
 def test_warm_start_into_convs_with_more_inputs_keeps_the_function(tmp_path):
     from terrain_core.config import ShadowConfig, preset
-    from terrain_core.export import export_model
+    from terrain_core.model_export import export_model
     from training.nets import TrainGenerator, warm_start
 
     old_cfg = preset("tiny").replace(noise_style=False)

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
 from terrain_core.config import ShadowConfig, preset  # noqa: E402
-from terrain_core.export import export_model  # noqa: E402
+from terrain_core.model_export import export_model  # noqa: E402
 from terrain_core.model_format import METADATA_KEY, build_metadata  # noqa: E402
 from terrain_core.nn.inference import InferenceNet  # noqa: E402
 from terrain_core.runtime import ModelFileError, TerrainGenerator, read_model_metadata  # noqa: E402

@@ -23,8 +23,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from terrain_core.config import GeneratorConfig, ShadowConfig, preset  # noqa: E402
-from terrain_core.export import export_model  # noqa: E402
 from terrain_core.labels import LabelMapError  # noqa: E402
+from terrain_core.model_export import export_model  # noqa: E402
 from terrain_core.model_format import METADATA_KEY  # noqa: E402
 from terrain_core.nn.inference import InferenceNet  # noqa: E402
 from terrain_core.noise import draw_inputs  # noqa: E402
@@ -434,7 +434,7 @@ def test_default_model(caplog):
 @pytest.mark.slow
 def test_install_default_then_load_none(exported, tmp_path, monkeypatch, caplog):
     import terrain_core.model_format as mf
-    from terrain_core.export import install_default
+    from terrain_core.model_export import install_default
     from terrain_core.runtime import ModelFileError
 
     st, ox = install_default(exported[0].with_suffix(""), tmp_path)

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from terrain_core.config import ShadowConfig, preset  # noqa: E402
-from terrain_core.export import export_model  # noqa: E402
+from terrain_core.model_export import export_model  # noqa: E402
 from terrain_core.nn.inference import InferenceNet  # noqa: E402
 from terrain_core.runtime import TerrainGenerator, read_model_metadata  # noqa: E402
 from training.sanity import semantic_checks  # noqa: E402

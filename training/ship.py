@@ -7,7 +7,7 @@
    (training.sanity), writing RUN_DIR/export/evaluation.json,
 3. writes the headline figures into both files' provenance metadata (no re-export: the safetensors header
    and the ONNX metadata_props are rewritten, atomically), and
-4. installs the pair as terrain_core/models/default.* (terrain_core.export.install_default).
+4. installs the pair as terrain_core/models/default.* (terrain_core.model_export.install_default).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from terrain_core.exits import UsageError, run_entry
-from terrain_core.export import install_default
+from terrain_core.model_export import install_default
 from terrain_core.model_format import METADATA_KEY
 from terrain_core.output_set import OutputSet, check_output_dir, write_bytes_atomic, write_text_atomic
 

@@ -732,11 +732,11 @@ def write_samples(trainer: Trainer, fixed: dict[str, torch.Tensor], path: Path) 
     return save_png(img, path)
 
 
-def export(
+def write_run_model(
     trainer: Trainer, run_dir: Path, data_dir: Path | None, preset: str, onnx: bool, log
 ) -> dict[str, Path]:
-    """EMA G + shadow -> RUN_DIR/export/model.safetensors (+ model.onnx) via terrain_core.export."""
-    from terrain_core.export import export_model
+    """EMA G + shadow -> RUN_DIR/export/model.safetensors (+ model.onnx) via terrain_core.model_export."""
+    from terrain_core.model_export import export_model
 
     man = read_manifest(data_dir) if data_dir else {}
     provenance = {
@@ -956,7 +956,7 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_f
         if cfg.export:
             summary["export"] = {
                 k: str(v)
-                for k, v in export(
+                for k, v in write_run_model(
                     trainer, run_dir, data_dir, preset or cfg.model, cfg.export_onnx, log
                 ).items()
             }
@@ -987,7 +987,7 @@ def export_only(
     env = D.DistEnv(device=D.pick_device(device))
     trainer = Trainer(cfg.replace(perceptual="off"), env, log=log)
     trainer.load_state_dict(state)
-    return export(trainer, run_dir, data_dir, preset or cfg.model, cfg.export_onnx, log)
+    return write_run_model(trainer, run_dir, data_dir, preset or cfg.model, cfg.export_onnx, log)
 
 
 # ------------------------------------------------------------------------------------------------ CLI

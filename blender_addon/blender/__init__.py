@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import live, props
-from .export import CLASSES_EXPORT
+from .export_ops import CLASSES_EXPORT
 from .generate import CLASSES_GENERATE, state
 from .paint import CLASSES_PAINT
 from .panel import CLASSES_PANEL

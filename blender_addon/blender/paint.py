@@ -9,7 +9,7 @@ import numpy as np
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from terrain_core.imageio import MAX_SIDE, MIN_SIDE, check_image_file
-from terrain_core.labels import CLASSES, PALETTE, LabelMapError
+from terrain_core.labels import CLASSES, PALETTE, LabelMapError, resize_nearest
 
 from ..core import maps
 from ..core.classes import CLASS_ITEMS
@@ -281,7 +281,7 @@ class TERRAIN_OT_random_map(_MapOperator, bpy.types.Operator):
         img = active_map_image(context)
         w, h = img.size
         lab = maps.random_map(context.scene.terrain_gan.random_seed, max(w, h))
-        set_map_labels(img, maps.resize_nearest(lab, h, w))
+        set_map_labels(img, resize_nearest(lab, h, w))
         return {"FINISHED"}
 
 

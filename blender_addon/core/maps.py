@@ -52,17 +52,6 @@ def filled(width: int, height: int, class_id: int) -> np.ndarray:
     return np.full((int(height), int(width)), int(class_id), np.uint8)
 
 
-def resize_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of a class map (ids are categories: never interpolate them)."""
-    lab = np.asarray(labels)
-    h, w = lab.shape
-    if (h, w) == (height, width):
-        return lab
-    ys = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
-    xs = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
-    return np.ascontiguousarray(lab[ys[:, None], xs[None, :]])
-
-
 def map_checksum(labels: np.ndarray) -> str:
     """Short hex digest of a class map (shape + ids): tells whether a terrain was made from this map."""
     lab = np.ascontiguousarray(np.asarray(labels, dtype=np.uint8))

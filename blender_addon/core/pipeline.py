@@ -18,7 +18,7 @@ import numpy as np
 
 from terrain_core.erosion import LEVELS as EROSION_LEVELS
 from terrain_core.erosion import ErosionCancelled, ErosionError, erode, mask_images
-from terrain_core.labels import LabelMapError, check_labels
+from terrain_core.labels import LabelMapError, check_labels, resize_nearest
 from terrain_core.noise import check_seed
 from terrain_core.result import TerrainResult
 from terrain_core.runtime import (
@@ -30,7 +30,7 @@ from terrain_core.runtime import (
 )
 
 from .grid import GridArrays, heightfield_to_grid
-from .maps import map_checksum, resize_nearest
+from .maps import map_checksum
 
 RUNTIMES = ("AUTO", "ONNX", "TORCH")
 MAX_RESOLUTION = 8192

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from terrain_core import exporters as E
 from terrain_core import imageio as IO
+from terrain_core import outputs as E
 from terrain_core.labels import PALETTE, LabelMapError, rgb_from_labels
 
 

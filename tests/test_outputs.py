@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from terrain_core import exporters as E
+from terrain_core import objmesh as M
+from terrain_core import outputs as E
 from terrain_core.labels import NUM_CLASSES
 from terrain_core.result import TerrainResult
 
@@ -88,7 +89,7 @@ def test_obj_parses_back_with_exact_counts_and_geometry(tmp_path, up_axis):
     rng = np.random.default_rng(1)
     hm = (rng.normal(size=(7, 11)) * 300).astype(np.float32)
     hm[0, 0], hm[0, 1], hm[1, 0] = -0.00004, 123456.78904, -0.5  # sign of ~0, 6-digit, "-0.5"
-    info = E.write_obj(tmp_path / "t.obj", hm, 2.5, up_axis=up_axis)
+    info = M.write_obj(tmp_path / "t.obj", hm, 2.5, up_axis=up_axis)
     obj = parse_obj(tmp_path / "t.obj")
     assert (len(obj["v"]), len(obj["vt"]), len(obj["f"])) == (77, 77, 2 * 6 * 10)
     assert info["vertices"] == 77 and info["faces"] == 120
@@ -113,7 +114,7 @@ def test_obj_parses_back_with_exact_counts_and_geometry(tmp_path, up_axis):
 
 @pytest.mark.parametrize("up_axis", ["y", "z"])
 def test_obj_flat_plane_normals_point_up(tmp_path, up_axis):
-    E.write_obj(tmp_path / "flat.obj", np.full((5, 6), 12.0), 1.0, up_axis=up_axis)
+    M.write_obj(tmp_path / "flat.obj", np.full((5, 6), 12.0), 1.0, up_axis=up_axis)
     obj = parse_obj(tmp_path / "flat.obj")
     n = face_normals(obj["v"], obj["f"])
     up = np.array([0, 1, 0] if up_axis == "y" else [0, 0, 1])
@@ -121,7 +122,7 @@ def test_obj_flat_plane_normals_point_up(tmp_path, up_axis):
 
 
 def test_obj_s1_line_stands_alone_and_mtl_points_at_texture(tmp_path):
-    E.write_obj(tmp_path / "terrain.obj", np.zeros((3, 3)), 1.0, texture_name="my tex.png")
+    M.write_obj(tmp_path / "terrain.obj", np.zeros((3, 3)), 1.0, texture_name="my tex.png")
     lines = (tmp_path / "terrain.obj").read_text().splitlines()
     i = lines.index("s 1")
     assert lines[i - 1].startswith("usemtl ") and lines[i + 1].startswith("f ")
@@ -131,7 +132,7 @@ def test_obj_s1_line_stands_alone_and_mtl_points_at_texture(tmp_path):
 
 def test_obj_step_decimates_and_keeps_the_last_row_and_column(tmp_path):
     hm = np.arange(10 * 13, dtype=np.float32).reshape(10, 13)
-    info = E.write_obj(tmp_path / "d.obj", hm, 1.0, step=4)
+    info = M.write_obj(tmp_path / "d.obj", hm, 1.0, step=4)
     obj = parse_obj(tmp_path / "d.obj")
     # rows 0, 4, 8, 9 and columns 0, 4, 8, 12
     assert len(obj["v"]) == 16 and len(obj["f"]) == 2 * 3 * 3 == info["faces"]
@@ -140,7 +141,7 @@ def test_obj_step_decimates_and_keeps_the_last_row_and_column(tmp_path):
 
 
 def test_obj_size_m_sets_the_extent(tmp_path):
-    E.write_obj(tmp_path / "s.obj", np.zeros((4, 9)), size_m=800.0)
+    M.write_obj(tmp_path / "s.obj", np.zeros((4, 9)), size_m=800.0)
     v = parse_obj(tmp_path / "s.obj")["v"]
     assert v[:, 0].max() - v[:, 0].min() == pytest.approx(800.0)
 
@@ -150,7 +151,7 @@ def test_number_formatting_survives_digit_boundaries():
     for width in (3, 8, 9):
         vals = [v for v in (1, 9, 10, 99, 100, 10**width - 1) if v < 10**width]
         for v in vals:
-            first, middle, last = (bytes(r).decode() for r in E._corner_table(v, 1, width))
+            first, middle, last = (bytes(r).decode() for r in M._corner_table(v, 1, width))
             assert len({len(first), len(middle), len(last)}) == 1 and len(first) == 2 * width + 3
             assert first.startswith("f ") and last.endswith("\n") and "\n" not in first + middle
             for tok in (first[1:], middle, last):
@@ -159,11 +160,11 @@ def test_number_formatting_survives_digit_boundaries():
     hs = np.array([0.0, -0.0, 1e-5, -4e-5, -6e-5, 0.5, -0.5, 9999.99995, -12345.6789, 3e6, -7.1])
     q_max = int(np.abs(np.rint(hs * 1e4)).max()) // 10000
     iw = len(str(q_max))
-    assert E._height_int_table(q_max, iw) is None  # beyond the table: formatted per vertex
+    assert M._height_int_table(q_max, iw) is None  # beyond the table: formatted per vertex
     for sel in (slice(None), slice(0, 9)):  # general path; table path (|h| < 1e6)
         x = hs[sel]
         qm = int(np.abs(np.rint(x * 1e4)).max()) // 10000
-        ints, frac = E._height_tokens(x, E._height_int_table(qm, len(str(qm))), len(str(qm)), newline=False)
+        ints, frac = M._height_tokens(x, M._height_int_table(qm, len(str(qm))), len(str(qm)), newline=False)
         txt = [bytes(i).decode() + bytes(f).decode() for i, f in zip(ints, frac, strict=True)]
         for v, t in zip(x, txt, strict=True):
             assert len(t.split()) == 1 and float(t) == pytest.approx(np.round(v, 4), abs=1e-9), (v, t)
@@ -174,12 +175,12 @@ def test_number_formatting_survives_digit_boundaries():
 
 def test_obj_is_much_faster_than_the_per_vertex_loop(tmp_path):
     hm = np.random.default_rng(2).normal(size=(160, 160)).astype(np.float32) * 50
-    E.write_obj(tmp_path / "warm.obj", hm, 30.0)  # digit tables built once per process
+    M.write_obj(tmp_path / "warm.obj", hm, 30.0)  # digit tables built once per process
     t0 = time.perf_counter()
-    E.write_obj(tmp_path / "fast.obj", hm, 30.0)
+    M.write_obj(tmp_path / "fast.obj", hm, 30.0)
     t_fast = time.perf_counter() - t0
     t0 = time.perf_counter()
-    E._obj_reference_loop(tmp_path / "slow.obj", hm, 30.0)
+    M._obj_reference_loop(tmp_path / "slow.obj", hm, 30.0)
     t_slow = time.perf_counter() - t0
     # ~10x on a quiet machine at 512x512; a loose bound keeps a busy CI machine from failing it.
     assert t_slow > 3 * t_fast, (t_slow, t_fast)
@@ -191,7 +192,7 @@ def test_obj_is_much_faster_than_the_per_vertex_loop(tmp_path):
 def test_obj_imports_into_blender_with_z_up_and_north_at_plus_y(tmp_path):
     bpy = pytest.importorskip("bpy")
     hm = np.random.default_rng(3).normal(size=(6, 9)).astype(np.float32) * 10
-    E.write_obj(tmp_path / "terrain.obj", hm, 2.0)
+    M.write_obj(tmp_path / "terrain.obj", hm, 2.0)
     E.write_texture_png(tmp_path / "texture.png", np.zeros((6, 9, 3), np.uint8))
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.wm.obj_import(filepath=str(tmp_path / "terrain.obj"))
@@ -235,7 +236,7 @@ def test_height_tiff_round_trip_is_exact_metres(tmp_path):
 def test_writers_refuse_nan_heights(tmp_path):
     bad = np.zeros((4, 4), np.float32)
     bad[1, 1] = np.nan
-    for fn in (E.write_height_png16, E.write_height_tiff, E.write_obj):
+    for fn in (E.write_height_png16, E.write_height_tiff, M.write_obj):
         with pytest.raises(ValueError, match="NaN"):
             fn(tmp_path / "x", bad)
 
@@ -370,8 +371,8 @@ def test_write_outputs_leaves_nothing_when_the_disk_fills_midway(tmp_path):
         import resource, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_exporters import make_result
-        from terrain_core import exporters as E
+        from test_outputs import make_result
+        from terrain_core import outputs as E
         res = make_result(64, 64)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG as an OSError instead of a signal
         resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
@@ -424,7 +425,7 @@ def test_every_writer_works_without_pillow_scipy_or_torch(tmp_path):
         sys.meta_path.insert(0, Block())
         sys.path.insert(0, {str(ROOT)!r})
         import numpy as np
-        from terrain_core import exporters as E, imageio, cli
+        from terrain_core import outputs as E, imageio, cli
         from terrain_core.result import TerrainResult
         r = np.random.default_rng(0)
         res = TerrainResult(np.zeros((24, 40), np.uint8), r.random((24, 40, 3), dtype=np.float32),
@@ -564,7 +565,7 @@ def test_mesh_step_keeps_large_meshes_within_the_budget():
         step = E.mesh_step(rows_n, cols_n)
 
         def verts(s, r=rows_n, c=cols_n):
-            return len(E.grid_indices(r, s)) * len(E.grid_indices(c, s))
+            return len(M.grid_indices(r, s)) * len(M.grid_indices(c, s))
 
         assert verts(step) <= E.MESH_VERTEX_BUDGET < verts(step - 1), (rows_n, cols_n)
 

@@ -15,13 +15,13 @@ import numpy as np
 from bpy.props import StringProperty
 
 from terrain_core.exits import one_line
-from terrain_core.exporters import height_to_uint16, splat_masks
-from terrain_core.labels import LabelMapError
+from terrain_core.labels import LabelMapError, resize_nearest
 from terrain_core.output_set import OutputSet, atomic_file
+from terrain_core.outputs import height_to_uint16, splat_masks
 from terrain_core.rasterfiles import array_rows, write_exr
 from terrain_core.result import to_uint8
 
-from ..core.maps import map_checksum, resize_nearest
+from ..core.maps import map_checksum
 from ..core.png import write_png
 from .build import META_KEY, image_array, material_image
 

@@ -216,7 +216,7 @@ def _write_onnx(net: Any, gen: GeneratorConfig, path: Path, meta: dict[str, Any]
         del proto.metadata_props[:]
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps(meta, allow_nan=False)
-        proto.producer_name = "terrain_core.export"
+        proto.producer_name = "terrain_core.model_export"
         proto.doc_string = f"{meta['name']}: terrain generator (see metadata_props['{METADATA_KEY}'])"
         import onnx
 
