@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench import SECTIONS
 from bench.common import ERROR, Options, Section, machine_info, table
+from terrain_core.output_set import write_text_atomic
 
 MODULES = {
     "paint_to_mesh": "bench.sec_mesh",
@@ -52,24 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    names = list(SECTIONS)
-    if args.only:
-        names = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = [n for n in names if n not in SECTIONS]
-        if unknown:
-            print(
-                f"error: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}",
-                file=sys.stderr,
-            )
-            return 2
-    if args.threads < 1:
-        print("error: --threads must be >= 1", file=sys.stderr)
-        return 2
-    # Before torch is imported anywhere: threads of this process and of every child it starts.
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    opts = Options(
+def _options(args: argparse.Namespace) -> Options:
+    return Options(
         quick=args.quick or args.smoke,
         smoke=args.smoke,
         threads=args.threads,
@@ -77,46 +62,66 @@ def main(argv: list[str] | None = None) -> int:
         export_all=args.export_all,
         verbose=args.verbose,
     )
+
+
+def _section_names(only: str | None) -> list[str]:
+    """The sections to run; ValueError naming the unknown ones."""
+    if not only:
+        return list(SECTIONS)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    return names
+
+
+def _run_section(name: str, opts: Options) -> dict:
+    """Run one section and print its table; a section that raises is reported, not fatal."""
+    t0 = time.perf_counter()
+    print(f"\n== {name}", flush=True)
+    try:
+        sec: Section = importlib.import_module(MODULES[name]).run(opts)
+    except Exception as e:  # noqa: BLE001  (one broken section must not hide the others' figures)
+        sec = Section(name, target="-", status=ERROR, error=f"{type(e).__name__}: {e}")
+        if opts.verbose:
+            traceback.print_exc()
+    sec.seconds = time.perf_counter() - t0
+    print(f"target: {sec.target}")
+    print(table(sec.rows))
+    for note in sec.notes:
+        print(f"  note: {note}")
+    if sec.error:
+        print(f"  error: {sec.error}")
+    ratio = "" if sec.ratio is None else f"  {sec.ratio_label} = {sec.ratio:.3g}"
+    print(f"-> {sec.status}{ratio}  ({sec.seconds:.0f} s)", flush=True)
+    return sec.to_json()
+
+
+def _print_summary(results: dict[str, dict]) -> None:
+    print("\n== summary")
+    keys = {"status": "status", "ratio": "ratio", "measure": "ratio_label", "seconds": "seconds"}
+    print(table([{"section": n, **{k: r[v] for k, v in keys.items()}} for n, r in results.items()]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        names = _section_names(args.only)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.threads < 1:
+        print("error: --threads must be >= 1", file=sys.stderr)
+        return 2
+    # Before torch is imported anywhere: threads of this process and of every child it starts.
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    opts = _options(args)
     started = _dt.datetime.now(_dt.UTC)
     machine = machine_info()  # before the run: its load average is the starting one
     mode = "smoke" if opts.smoke else "quick" if opts.quick else "full"
     print(f"terrain-gan benchmark ({mode}, {args.threads} thread(s)): {', '.join(names)}", flush=True)
-    results: dict[str, dict] = {}
-    for name in names:
-        t0 = time.perf_counter()
-        print(f"\n== {name}", flush=True)
-        try:
-            sec: Section = importlib.import_module(MODULES[name]).run(opts)
-        except Exception as e:  # noqa: BLE001  (one broken section must not hide the others' figures)
-            sec = Section(name, target="-", status=ERROR, error=f"{type(e).__name__}: {e}")
-            if args.verbose:
-                traceback.print_exc()
-        sec.seconds = time.perf_counter() - t0
-        print(f"target: {sec.target}")
-        print(table(sec.rows))
-        for note in sec.notes:
-            print(f"  note: {note}")
-        if sec.error:
-            print(f"  error: {sec.error}")
-        ratio = "" if sec.ratio is None else f"  {sec.ratio_label} = {sec.ratio:.3g}"
-        print(f"-> {sec.status}{ratio}  ({sec.seconds:.0f} s)", flush=True)
-        results[name] = sec.to_json()
-
-    print("\n== summary")
-    print(
-        table(
-            [
-                {
-                    "section": n,
-                    "status": r["status"],
-                    "ratio": r["ratio"],
-                    "measure": r["ratio_label"],
-                    "seconds": r["seconds"],
-                }
-                for n, r in results.items()
-            ]
-        )
-    )
+    results = {name: _run_section(name, opts) for name in names}
+    _print_summary(results)
     if args.json:
         doc = {
             "started": started.isoformat(timespec="seconds"),
@@ -128,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=2, default=float))
-        tmp.replace(out)
+        write_text_atomic(out, json.dumps(doc, indent=2, default=float))
         print(f"\nwrote {out}")
     return 1 if any(r["status"] == ERROR for r in results.values()) else 0
 

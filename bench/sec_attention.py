@@ -19,10 +19,66 @@ def shapes(opts: Options) -> dict:
     return {"batch": 4, "channels": 128, "size": 64, "k": 9}
 
 
-def run(opts: Options) -> Section:
+def _time_both(q, kp, vp, emb, k: int, opts: Options) -> tuple[dict[str, list[float]], float]:
+    """Interleaved forward timings of ours and the naive unfold, and the largest output difference."""
     import torch
 
     from terrain_core.nn import layers
+
+    outs = {}
+
+    def call(name, fn):
+        def f():
+            with torch.no_grad():
+                outs[name] = fn(q, kp, vp, emb, k, 1)
+
+        return f
+
+    times = interleaved(
+        {"ours": call("ours", layers.local_attention), "naive": call("naive", layers.local_attention_naive)},
+        repeats=opts.reps(5, 3),
+        warmup=1,
+    )
+    return times, float((outs["ours"] - outs["naive"]).abs().max())
+
+
+def _peak_memory(shp: dict, threads: int) -> dict[tuple[str, bool], dict]:
+    """Each variant's memory rise, forward alone and forward + backward, each in a fresh child process."""
+    return {
+        (variant, backward): run_child(
+            "attention", {**shp, "variant": variant, "backward": backward}, threads
+        )
+        for backward in (False, True)
+        for variant in ("ours", "naive")
+    }
+
+
+def _rows(mem, times, fwd_ratio: float, time_ratio: float, bwd_ratio: float) -> list[dict]:
+    rows = []
+    for variant in ("ours", "naive"):
+        rows.append(
+            {
+                "impl": variant,
+                "fwd_peak_MiB": mem[(variant, False)]["rise"] / MiB,
+                "fwd_median_s": median(times[variant]),
+                "fwd+bwd_peak_MiB": mem[(variant, True)]["rise"] / MiB,
+                "fwd+bwd_s (1 run)": mem[(variant, True)]["seconds"],
+            }
+        )
+    rows.append(
+        {
+            "impl": "ours / naive",
+            "fwd_peak_MiB": fwd_ratio,
+            "fwd_median_s": time_ratio,
+            "fwd+bwd_peak_MiB": bwd_ratio,
+            "fwd+bwd_s (1 run)": mem[("ours", True)]["seconds"] / mem[("naive", True)]["seconds"],
+        }
+    )
+    return rows
+
+
+def run(opts: Options) -> Section:
+    import torch
 
     shp = shapes(opts)
     n, c, s, k = shp["batch"], shp["channels"], shp["size"], shp["k"]
@@ -38,53 +94,15 @@ def run(opts: Options) -> Section:
     kp = torch.randn(n, c, s + k - 1, s + k - 1, generator=g)  # [N, C, H+k-1, W+k-1]
     vp = torch.randn(n, c, s + k - 1, s + k - 1, generator=g)
     emb = torch.randn(c, k * k, generator=g) * 0.05  # [C, k*k]
-    outs = {}
-
-    def call(name, fn):
-        def f():
-            with torch.no_grad():
-                outs[name] = fn(q, kp, vp, emb, k, 1)
-
-        return f
-
-    times = interleaved(
-        {"ours": call("ours", layers.local_attention), "naive": call("naive", layers.local_attention_naive)},
-        repeats=opts.reps(5, 3),
-        warmup=1,
-    )
-    max_diff = float((outs["ours"] - outs["naive"]).abs().max())
-    outs.clear()
+    times, max_diff = _time_both(q, kp, vp, emb, k, opts)
     time_ratio = paired_ratio(times["ours"], times["naive"])
 
-    mem: dict[tuple[str, bool], dict] = {}
-    for backward in (False, True):
-        for variant in ("ours", "naive"):
-            mem[(variant, backward)] = run_child(
-                "attention", {**shp, "variant": variant, "backward": backward}, opts.threads
-            )
+    mem = _peak_memory(shp, opts.threads)
     fwd_ratio = mem[("ours", False)]["rise"] / max(1, mem[("naive", False)]["rise"])
     bwd_ratio = mem[("ours", True)]["rise"] / max(1, mem[("naive", True)]["rise"])
     sec.ratio = fwd_ratio
     sec.status = verdict(fwd_ratio <= MEM_TARGET and time_ratio <= TIME_TARGET and max_diff < 1e-4)
-    for variant in ("ours", "naive"):
-        sec.rows.append(
-            {
-                "impl": variant,
-                "fwd_peak_MiB": mem[(variant, False)]["rise"] / MiB,
-                "fwd_median_s": median(times[variant]),
-                "fwd+bwd_peak_MiB": mem[(variant, True)]["rise"] / MiB,
-                "fwd+bwd_s (1 run)": mem[(variant, True)]["seconds"],
-            }
-        )
-    sec.rows.append(
-        {
-            "impl": "ours / naive",
-            "fwd_peak_MiB": fwd_ratio,
-            "fwd_median_s": time_ratio,
-            "fwd+bwd_peak_MiB": bwd_ratio,
-            "fwd+bwd_s (1 run)": mem[("ours", True)]["seconds"] / mem[("naive", True)]["seconds"],
-        }
-    )
+    sec.rows += _rows(mem, times, fwd_ratio, time_ratio, bwd_ratio)
     feat = n * c * s * s * 4
     sec.notes.append(
         f"peak = rise of the process's resident memory during one call over the memory just before it "

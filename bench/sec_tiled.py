@@ -19,8 +19,39 @@ PEAK_TARGET = 2 * GiB
 TIME_TARGET = 1.3
 
 
-def run(opts: Options) -> Section:
+def _child_runs(small: int, big: int, tile: int | None, rounds: int, threads: int) -> dict[str, list[dict]]:
+    """``rounds`` fresh generate processes per size, alternating untiled and tiled."""
     from bench.maps import class_map
+
+    runs: dict[str, list[dict]] = {"untiled": [], "tiled": []}
+    with tempfile.TemporaryDirectory(prefix="bench-tiled-") as tmp:
+        paths = {}
+        for name, n in (("untiled", small), ("tiled", big)):
+            paths[name] = str(Path(tmp) / f"labels_{n}.npy")
+            np.save(paths[name], class_map(n))
+        for _ in range(rounds):
+            for name, n, t in (("untiled", small, 0), ("tiled", big, tile)):
+                args = {"model": None, "labels": paths[name], "size": n, "tile": t}
+                runs[name].append(run_child("generate", args, threads))
+    return runs
+
+
+def _row(name: str, n: int, rr: list[dict], per_mp: dict[str, list[float]]) -> dict:
+    return {
+        "run": name,
+        "size": n,
+        "tiles": int(rr[0]["timings"][0].get("tiles", 1)),
+        "median_s": median([r["seconds"][0] for r in rr]),
+        "s/MP": median(per_mp[name]),
+        "network_s": median([r["timings"][0]["network"] for r in rr]),
+        "assemble_s": median([r["timings"][0].get("assemble", 0.0) for r in rr]),
+        "s/MP vs untiled": paired_ratio(per_mp[name], per_mp["untiled"]),
+        "peak_RSS_MiB": max(r["peak_rss"] for r in rr) / MiB,
+        "rise_MiB": max(r["rise"] for r in rr) / MiB,
+    }
+
+
+def run(opts: Options) -> Section:
     from terrain_core.runtime import DEFAULT_OVERLAP, DEFAULT_TILE, tile_layout
 
     big, small = (256, 128) if opts.smoke else (2048, 512) if opts.quick else (4096, 1024)
@@ -32,52 +63,14 @@ def run(opts: Options) -> Section:
         ratio_label="s/MP tiled / untiled",
     )
     rounds = opts.reps(3, 2)
-    runs: dict[str, list[dict]] = {"untiled": [], "tiled": []}
-    with tempfile.TemporaryDirectory(prefix="bench-tiled-") as tmp:
-        paths = {}
-        for name, n in (("untiled", small), ("tiled", big)):
-            paths[name] = str(Path(tmp) / f"labels_{n}.npy")
-            np.save(paths[name], class_map(n))
-        for _ in range(rounds):
-            runs["untiled"].append(
-                run_child(
-                    "generate",
-                    {"model": None, "labels": paths["untiled"], "size": small, "tile": 0},
-                    opts.threads,
-                )
-            )
-            runs["tiled"].append(
-                run_child(
-                    "generate",
-                    {"model": None, "labels": paths["tiled"], "size": big, "tile": tile},
-                    opts.threads,
-                )
-            )
+    runs = _child_runs(small, big, tile, rounds, opts.threads)
     variants = (("untiled", small), ("tiled", big))
     per_mp = {name: [r["seconds"][0] / (n * n / 1e6) for r in runs[name]] for name, n in variants}
     ratio = paired_ratio(per_mp["tiled"], per_mp["untiled"])
     peak = max(r["peak_rss"] for r in runs["tiled"])
     sec.ratio = ratio
     sec.status = verdict(ratio <= TIME_TARGET and peak <= PEAK_TARGET)
-    for name, n in variants:
-        rr = runs[name]
-        tm = rr[0]["timings"][0]
-        tiles = int(tm.get("tiles", 1))
-        net = median([r["timings"][0]["network"] for r in rr])
-        sec.rows.append(
-            {
-                "run": name,
-                "size": n,
-                "tiles": tiles,
-                "median_s": median([r["seconds"][0] for r in rr]),
-                "s/MP": median(per_mp[name]),
-                "network_s": net,
-                "assemble_s": median([r["timings"][0].get("assemble", 0.0) for r in rr]),
-                "s/MP vs untiled": paired_ratio(per_mp[name], per_mp["untiled"]),
-                "peak_RSS_MiB": max(r["peak_rss"] for r in rr) / MiB,
-                "rise_MiB": max(r["rise"] for r in rr) / MiB,
-            }
-        )
+    sec.rows += [_row(name, n, runs[name], per_mp) for name, n in variants]
     t = runs["tiled"][0]
     # the layout the runtime chose: the fewest tiles of at most DEFAULT_TILE px, shrunk to fit
     tile_px = tile or DEFAULT_TILE
