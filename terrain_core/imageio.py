@@ -317,6 +317,26 @@ def _gray_to_rgb8(a: np.ndarray) -> np.ndarray:
     return np.repeat(g[..., None], 3, axis=2)
 
 
+def class_ids_of_grey(values: np.ndarray, *, atol: float = 0.0) -> np.ndarray | None:
+    """Class ids [H, W] uint8 of a grey image whose values are the ids themselves (a map saved as ids by
+    another tool): every value a whole number within ``atol`` and 0..6. None: the values are grey colours.
+
+    ``atol``: how far from a whole number a float value may be (0 for files; the add-on reads 8-bit images
+    as floats c / 255, which times 255 come back within float32 rounding of c).
+    """
+    a = np.asarray(values)
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            return None
+        whole = np.rint(a)
+        if np.abs(a - whole).max(initial=0.0) > atol:
+            return None
+        a = whole
+    if a.min() >= 0 and a.max() < NUM_CLASSES:
+        return a.astype(np.uint8)
+    return None
+
+
 def read_label_map(
     path: str | os.PathLike,
     *,
@@ -334,12 +354,9 @@ def read_label_map(
         mode = im.mode
         if mode in ("L", "LA", "La", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
             a = _gray_values(im)
-            if np.issubdtype(a.dtype, np.floating):
-                ids = bool(np.isfinite(a).all()) and bool((a == np.rint(a)).all())
-            else:
-                ids = True
-            if ids and a.min() >= 0 and a.max() < NUM_CLASSES:
-                return a.astype(np.uint8)  # a class-id map: values are the ids themselves
+            ids = class_ids_of_grey(a)
+            if ids is not None:
+                return ids
             rgb = _gray_to_rgb8(a)
         else:
             if mode not in ("RGB", "RGBA"):

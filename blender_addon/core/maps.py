@@ -7,6 +7,7 @@ import hashlib
 
 import numpy as np
 
+from terrain_core.imageio import class_ids_of_grey
 from terrain_core.labels import NUM_CLASSES, PALETTE, LabelMapError, check_labels, labels_from_rgb
 
 # Classes a new map is filled with and "Clear" restores: plains is the neutral ground the others are
@@ -104,12 +105,13 @@ def random_map(seed: int, size: int = 256) -> np.ndarray:
 def labels_from_rgb_array(rgba: np.ndarray) -> np.ndarray:
     """Class ids of a loaded map image [H, W, 3|4] float 0..1 (row 0 = top), refusing non-maps.
 
-    A grey image whose values are all class ids 0..6 (a map saved as ids by another tool) reads as ids.
+    A grey image whose values are all class ids 0..6 (a map saved as ids by another tool) reads as ids
+    (``terrain_core.imageio.class_ids_of_grey``, the rule of the files the CLI reads).
     """
     a = np.asarray(rgba, dtype=np.float32)
     grey = a[..., :3]
     if np.allclose(grey[..., 0], grey[..., 1]) and np.allclose(grey[..., 0], grey[..., 2]):
-        ids = np.rint(grey[..., 0] * 255.0)
-        if ids.max() < NUM_CLASSES and np.allclose(ids, grey[..., 0] * 255.0, atol=1e-3):
-            return ids.astype(np.uint8)
+        ids = class_ids_of_grey(grey[..., 0] * 255.0, atol=1e-3)
+        if ids is not None:
+            return ids
     return labels_from_rgb(a)
