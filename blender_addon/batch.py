@@ -336,9 +336,10 @@ def contact_sheet(bpy, previews: list[tuple[str, Path]], out: Path, columns: int
     import numpy as np
 
     addon = import_addon()
+    from terrain_core.output_set import atomic_file
+    from terrain_core.rasterfiles import array_rows, write_png
     from terrain_core.result import to_uint8
 
-    png = importlib.import_module(addon.__name__ + ".core.png")
     build = importlib.import_module(addon.__name__ + ".blender.build")
     tiles = []
     for _name, p in previews:
@@ -359,7 +360,9 @@ def contact_sheet(bpy, previews: list[tuple[str, Path]], out: Path, columns: int
         r, c = divmod(i, cols)
         y, x = gap + r * (th + gap), gap + c * (tw + gap)
         sheet[y : y + t.shape[0], x : x + t.shape[1]] = t
-    return png.write_png(out, to_uint8(sheet))
+    with atomic_file(out) as tmp:
+        write_png(tmp, array_rows(to_uint8(sheet)))
+    return out
 
 
 def process_one(bpy, addon, ns, map_path: Path, seed: int, out_dir: Path) -> dict:
