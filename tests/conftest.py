@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -48,3 +49,32 @@ def view3d_context():
     area = next(a for a in win.screen.areas if a.type == "VIEW_3D")
     region = next(r for r in area.regions if r.type == "WINDOW")
     return bpy.context.temp_override(window=win, screen=win.screen, area=area, region=region)
+
+
+@contextlib.contextmanager
+def addon_scene(map_px: int, size_m: float = 40.0):
+    """Factory settings, the add-on registered, a ``map_px`` x ``map_px`` paint plane of water, inside a
+    3D-view context; the add-on unregistered afterwards. Only for tests that have imported bpy."""
+    import bpy
+
+    import blender_addon
+
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    blender_addon.register()
+    with view3d_context():
+        bpy.ops.terrain.new_paint_plane(size=size_m, resolution=map_px, fill_class="WATER")
+        yield bpy.context.scene
+        if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+    blender_addon.unregister()
+
+
+def data_snapshot() -> dict[str, list[str]]:
+    """The names of every object, mesh, material, image and texture: what a failed or cancelled
+    Generate must leave untouched."""
+    import bpy
+
+    return {
+        kind: sorted(x.name for x in getattr(bpy.data, kind))
+        for kind in ("objects", "meshes", "materials", "images", "textures")
+    }

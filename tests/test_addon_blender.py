@@ -14,10 +14,10 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import exr_channels, view3d_context  # noqa: E402
+from conftest import addon_scene, data_snapshot, exr_channels, view3d_context  # noqa: E402
 
 import blender_addon  # noqa: E402
-from blender_addon.blender import build, generate, live, paint  # noqa: E402
+from blender_addon.blender import build, generate, live, paint, scene_request  # noqa: E402
 from blender_addon.core import maps, pipeline  # noqa: E402
 from terrain_core.labels import CLASSES, PALETTE  # noqa: E402
 
@@ -25,24 +25,9 @@ from terrain_core.labels import CLASSES, PALETTE  # noqa: E402
 @pytest.fixture
 def scene():
     """Factory settings, the add-on registered, a 32x32 paint plane; unregistered afterwards."""
-    bpy.ops.wm.read_factory_settings(use_empty=False)
-    blender_addon.register()
-    with view3d_context():
-        bpy.ops.terrain.new_paint_plane(size=40.0, resolution=32, fill_class="WATER")
-        s = bpy.context.scene.terrain_gan
-        s.resolution = 32
-        yield bpy.context.scene
-        if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
-            bpy.ops.object.mode_set(mode="OBJECT")
-    blender_addon.unregister()
-
-
-def snapshot():
-    """Everything a failed Generate must leave untouched."""
-    return {
-        kind: sorted(x.name for x in getattr(bpy.data, kind))
-        for kind in ("objects", "meshes", "materials", "images", "textures")
-    }
+    with addon_scene(32) as sc:
+        sc.terrain_gan.resolution = 32
+        yield sc
 
 
 def paint_half_mountains(img):
@@ -126,7 +111,8 @@ def test_mock_layout_rejects_what_uilayout_lacks():
 
 def _draw(panel_cls):
     calls = []
-    panel_cls.draw(type("P", (), {"layout": MockLayout(calls)})(), bpy.context)
+    fake = type("P", (), {"layout": MockLayout(calls), "draw_settings": panel_cls.draw_settings})()
+    panel_cls.draw(fake, bpy.context)
     return calls
 
 
@@ -246,10 +232,10 @@ def test_generate_end_to_end_and_one_undo_step(scene):
     lab = paint_half_mountains(s.paint_image)
     with view3d_context():
         bpy.ops.ed.undo_push(message="before generate")
-        before = snapshot()
+        before = data_snapshot()
         assert bpy.ops.terrain.generate() == {"FINISHED"}
         bpy.ops.ed.undo_push(message="Generate Terrain")
-        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        ob = bpy.data.objects[scene_request.TERRAIN_NAME]
         me = ob.data
         assert len(me.vertices) == 17 * 17 and len(me.polygons) == 16 * 16
         assert not me.validate()  # nothing to fix: the bulk-written topology is consistent
@@ -272,8 +258,8 @@ def test_generate_end_to_end_and_one_undo_step(scene):
             assert z[:, 9:].mean() > z[:, :8].mean()  # mountains (east) above water (west)
         # One undo step takes the whole terrain away again.
         bpy.ops.ed.undo()
-        assert generate.TERRAIN_NAME not in bpy.data.objects
-        assert snapshot() == before
+        assert scene_request.TERRAIN_NAME not in bpy.data.objects
+        assert data_snapshot() == before
         assert bpy.context.object.mode == "TEXTURE_PAINT"  # still painting, as before Generate
 
 
@@ -288,7 +274,7 @@ def test_regenerate_replaces_and_variation_changes_seed(scene):
     paint_half_mountains(s.paint_image)
     with view3d_context():
         bpy.ops.terrain.generate()
-        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        ob = bpy.data.objects[scene_request.TERRAIN_NAME]
         first_seed = ob[build.META_KEY]["seed"]
         first_heights = _vertex_heights(ob)
         bpy.ops.object.mode_set(mode="OBJECT")
@@ -297,13 +283,13 @@ def test_regenerate_replaces_and_variation_changes_seed(scene):
         bpy.context.view_layer.objects.active = ob
         n_objects, n_meshes = len(bpy.data.objects), len(bpy.data.meshes)
         assert bpy.ops.terrain.regenerate() == {"FINISHED"}
-        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        ob = bpy.data.objects[scene_request.TERRAIN_NAME]
         assert ob[build.META_KEY]["seed"] == first_seed
         np.testing.assert_array_equal(_vertex_heights(ob), first_heights)  # same map + seed = same terrain
         assert (len(bpy.data.objects), len(bpy.data.meshes)) == (n_objects, n_meshes)  # replaced, not added
         bpy.context.view_layer.objects.active = ob
         assert bpy.ops.terrain.variation() == {"FINISHED"}
-        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        ob = bpy.data.objects[scene_request.TERRAIN_NAME]
         assert ob[build.META_KEY]["seed"] != first_seed and s.seed == ob[build.META_KEY]["seed"]
         # A variation is another terrain, not only another number in the metadata.
         varied = _vertex_heights(ob)
@@ -319,7 +305,7 @@ def test_displace_mode(scene):
     s.mesh_mode, s.mesh_resolution, s.height_min_m, s.height_max_m = "DISPLACE", 9, 2.0, 12.0
     with view3d_context():
         assert bpy.ops.terrain.generate() == {"FINISHED"}
-    ob = bpy.data.objects[generate.TERRAIN_NAME]
+    ob = bpy.data.objects[scene_request.TERRAIN_NAME]
     assert len(ob.data.vertices) == 81 and all(np.isclose(v.co.z, 2.0) for v in ob.data.vertices)
     mod = ob.modifiers[0]
     assert mod.type == "DISPLACE" and mod.texture.image is not None and np.isclose(mod.strength, 10.0)
@@ -345,7 +331,7 @@ def test_exported_exr_drives_the_displace_modifier_like_the_terrain(scene, tmp_p
     with view3d_context():
         assert bpy.ops.terrain.generate() == {"FINISHED"}
         bpy.ops.object.mode_set(mode="OBJECT")
-        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        ob = bpy.data.objects[scene_request.TERRAIN_NAME]
         bpy.context.view_layer.objects.active = ob
         s.export_obj = s.export_glb = s.export_splats = s.export_texture = False
         assert bpy.ops.terrain.export(directory=str(tmp_path)) == {"FINISHED"}
@@ -375,26 +361,26 @@ def test_errors_report_and_change_nothing(scene, tmp_path):
             saved = {k: getattr(s, k) for k in settings}
             for k, v in settings.items():
                 setattr(s, k, v)
-            before = snapshot()
+            before = data_snapshot()
             with pytest.raises(RuntimeError, match=match):
                 bpy.ops.terrain.generate()
-            assert snapshot() == before, settings
+            assert data_snapshot() == before, settings
             for k, v in saved.items():
                 setattr(s, k, v)
         # No paint image at all.
         s.paint_image = None
         scene.tool_settings.image_paint.canvas = None
-        before = snapshot()
+        before = data_snapshot()
         with pytest.raises(RuntimeError, match="no map image"):
             bpy.ops.terrain.generate()
-        assert snapshot() == before
+        assert data_snapshot() == before
 
 
 def test_build_failure_rolls_back(scene, monkeypatch):
     s = scene.terrain_gan
-    req = generate.request_from_scene(bpy.context)
+    req = scene_request.request_from_scene(bpy.context)
     outcome = pipeline.run_generation(req)
-    before = snapshot()
+    before = data_snapshot()
 
     def boom(*a, **k):
         raise RuntimeError("material failed")
@@ -402,21 +388,21 @@ def test_build_failure_rolls_back(scene, monkeypatch):
     monkeypatch.setattr(build, "terrain_material", boom)  # fail half-way: images and mesh already made
     with pytest.raises(RuntimeError, match="material failed"):
         build.build_terrain(outcome, build.BuildOptions(), scene)
-    assert snapshot() == before
+    assert data_snapshot() == before
     assert s.paint_image is not None
 
 
 def test_cancel_leaves_scene_unchanged(scene):
     from blender_addon.core.jobs import Job
 
-    req = generate.request_from_scene(bpy.context)
-    before = snapshot()
+    req = scene_request.request_from_scene(bpy.context)
+    before = data_snapshot()
     job = Job(lambda progress, cancel: pipeline.run_generation(req, progress, cancel))
     job.cancel()  # cancelled before the generator runs its first tile
     job.start()
     assert job.wait(60)
     assert isinstance(job.error, pipeline.GenerationCancelled) and job.result is None
-    assert snapshot() == before
+    assert data_snapshot() == before
     assert bpy.ops.terrain.cancel_generation.poll() is False  # nothing running in the UI
 
 
@@ -429,26 +415,26 @@ def test_live_preview_debounces_and_replaces(scene, monkeypatch):
         s.live_mode = True  # starts the timer (never fires in background mode); drive it by hand
         try:
             live._live["debouncer"] = live.Debouncer(0.0)
-            live.tick_for_tests(bpy.context)  # first sight of the map
-            live.tick_for_tests(bpy.context)  # unchanged: start a preview
+            live.step(bpy.context)  # first sight of the map
+            live.step(bpy.context)  # unchanged: start a preview
             job = live.current_job()
             assert job is not None and job.wait(60)
-            live.tick_for_tests(bpy.context)  # finished: build it
-            prev = bpy.data.objects.get(generate.PREVIEW_NAME)
+            live.step(bpy.context)  # finished: build it
+            prev = bpy.data.objects.get(scene_request.PREVIEW_NAME)
             assert prev is not None and prev[build.META_KEY]["preview"]
             plane = s.paint_object.matrix_world.translation
             assert np.isclose(prev.matrix_world.translation.x - plane.x, 40.0 * 1.1)  # beside, east
             assert len(prev.data.vertices) == live.PREVIEW_MESH**2
             assert live.current_job() is None
-            live.tick_for_tests(bpy.context)  # same map: no new job
+            live.step(bpy.context)  # same map: no new job
             assert live.current_job() is None
             paint_half_mountains(s.paint_image)
-            live.tick_for_tests(bpy.context)
-            live.tick_for_tests(bpy.context)
+            live.step(bpy.context)
+            live.step(bpy.context)
             job = live.current_job()
             assert job is not None and job.wait(60)
-            live.tick_for_tests(bpy.context)
-            assert [o.name for o in bpy.data.objects if o.get(build.META_KEY)] == [generate.PREVIEW_NAME]
+            live.step(bpy.context)
+            assert [o.name for o in bpy.data.objects if o.get(build.META_KEY)] == [scene_request.PREVIEW_NAME]
         finally:
             s.live_mode = False
 
@@ -460,7 +446,7 @@ def test_export_writes_all_files(scene, tmp_path, monkeypatch):
     with view3d_context():
         bpy.ops.terrain.generate()
         bpy.ops.object.mode_set(mode="OBJECT")
-        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        ob = bpy.data.objects[scene_request.TERRAIN_NAME]
         bpy.context.view_layer.objects.active = ob
         s.export_obj = s.export_glb = True
         assert bpy.ops.terrain.export(directory=str(tmp_path)) == {"FINISHED"}
@@ -568,21 +554,21 @@ class ModalDriver:
 def test_modal_generate_polls_worker_and_builds(scene):
     scene.terrain_gan.seed = 11
     with view3d_context():
-        before = snapshot()
+        before = data_snapshot()
         drv = ModalDriver(bpy.context)
         assert generate.state["job"] is drv._job and not bpy.ops.terrain.generate.poll()  # one at a time
         assert drv.run(bpy.context) == {"FINISHED"}
         assert generate.state["job"] is None and drv._timer is None
-        assert generate.TERRAIN_NAME in bpy.data.objects and snapshot() != before
+        assert scene_request.TERRAIN_NAME in bpy.data.objects and data_snapshot() != before
         assert any(k == "INFO" and "seed 11" in m for k, m in drv.reports)
 
 
 def test_modal_generate_escape_cancels_and_changes_nothing(scene):
     with view3d_context():
-        before = snapshot()
+        before = data_snapshot()
         drv = ModalDriver(bpy.context)
         assert drv.run(bpy.context, first_event=FakeEvent("ESC", "PRESS")) == {"CANCELLED"}
-        assert drv._job.cancelled and snapshot() == before
+        assert drv._job.cancelled and data_snapshot() == before
         assert any(k == "WARNING" and "cancelled" in m for k, m in drv.reports)
         assert generate.state["job"] is None
 
@@ -591,7 +577,7 @@ def test_export_refuses_blend_relative_folder_in_unsaved_file(scene, tmp_path):
     with view3d_context():
         bpy.ops.terrain.generate()
         bpy.ops.object.mode_set(mode="OBJECT")
-        bpy.context.view_layer.objects.active = bpy.data.objects[generate.TERRAIN_NAME]
+        bpy.context.view_layer.objects.active = bpy.data.objects[scene_request.TERRAIN_NAME]
         scene.terrain_gan.export_dir = "//terrain_export/"
         assert not bpy.data.filepath
         with pytest.raises(RuntimeError, match="save it first"):
@@ -620,8 +606,8 @@ def test_live_preview_with_bad_settings_says_why_once(scene):
         live._live["debouncer"] = live.Debouncer(0.0)
         live._live["last_error"] = ""
         with view3d_context():
-            live.tick_for_tests(bpy.context)
-            live.tick_for_tests(bpy.context)
+            live.step(bpy.context)
+            live.step(bpy.context)
         assert live.current_job() is None and "max > min" in live.status()
     finally:
         s.live_mode = False

@@ -10,39 +10,25 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from conftest import view3d_context  # noqa: E402
+from conftest import addon_scene, data_snapshot, view3d_context  # noqa: E402
 
-import blender_addon  # noqa: E402
-from blender_addon.blender import build, generate, live  # noqa: E402
+from blender_addon.blender import build, live, scene_request  # noqa: E402
 from blender_addon.core import maps, pipeline  # noqa: E402
 
 
 @pytest.fixture
 def scene():
     """Factory settings, the add-on registered, a 48x48 paint plane: water west, mountains and hills east."""
-    bpy.ops.wm.read_factory_settings(use_empty=False)
-    blender_addon.register()
-    with view3d_context():
-        bpy.ops.terrain.new_paint_plane(size=40.0, resolution=48, fill_class="WATER")
-        s = bpy.context.scene.terrain_gan
+    with addon_scene(48) as sc:
+        s = sc.terrain_gan
         s.resolution, s.height_min_m, s.height_max_m, s.seed = 48, 0.0, 30.0, 3
         lab = np.zeros((48, 48), np.uint8)
         lab[:, 16:] = 3
         lab[8:40, 26:] = 5
         s.paint_image.pixels.foreach_set(maps.pixels_from_labels(lab))
         s.paint_image.update()
-        yield bpy.context.scene
-        if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
-            bpy.ops.object.mode_set(mode="OBJECT")
-    blender_addon.unregister()
+        yield sc
     bpy.ops.wm.read_factory_settings(use_empty=False)  # leave no settings behind for other test files
-
-
-def snapshot():
-    return {
-        kind: sorted(x.name for x in getattr(bpy.data, kind))
-        for kind in ("objects", "meshes", "materials", "images", "textures")
-    }
 
 
 def heights(ob) -> np.ndarray:
@@ -57,13 +43,13 @@ def test_generate_with_erosion_mask_material_and_one_undo_step(scene):
     with view3d_context():
         assert bpy.ops.terrain.generate() == {"FINISHED"}  # erosion off first, same seed
         bpy.ops.object.mode_set(mode="OBJECT")
-        z_off = heights(bpy.data.objects[generate.TERRAIN_NAME])
+        z_off = heights(bpy.data.objects[scene_request.TERRAIN_NAME])
         s.erosion = "STRONG"
         bpy.ops.ed.undo_push(message="erosion setting")
-        before = snapshot()
+        before = data_snapshot()
         assert bpy.ops.terrain.generate() == {"FINISHED"}
         bpy.ops.ed.undo_push(message="Generate Terrain")
-        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        ob = bpy.data.objects[scene_request.TERRAIN_NAME]
         meta = ob[build.META_KEY]
         assert meta["erosion"] == "strong"
         z = heights(ob)
@@ -81,7 +67,7 @@ def test_generate_with_erosion_mask_material_and_one_undo_step(scene):
         assert bsdf.inputs["Roughness"].is_linked  # wet channels are glossier
         # One undo step takes the whole eroded terrain away again (the previous one comes back).
         bpy.ops.ed.undo()
-        assert snapshot() == before
+        assert data_snapshot() == before
         assert mask_name not in bpy.data.images
 
 
@@ -91,7 +77,7 @@ def test_plain_material_option_keeps_the_masks_for_export(scene, tmp_path):
     with view3d_context():
         assert bpy.ops.terrain.generate() == {"FINISHED"}
         bpy.ops.object.mode_set(mode="OBJECT")
-        ob = bpy.data.objects[generate.TERRAIN_NAME]
+        ob = bpy.data.objects[scene_request.TERRAIN_NAME]
         bpy.context.view_layer.objects.active = ob
         nt = ob.active_material.node_tree
         assert [n.type for n in nt.nodes].count("TEX_IMAGE") == 1  # the plain texture material
@@ -110,9 +96,9 @@ def test_plain_material_option_keeps_the_masks_for_export(scene, tmp_path):
 def test_cancel_during_erosion_changes_nothing(scene):
     s = scene.terrain_gan
     s.erosion = "STRONG"
-    req = generate.request_from_scene(bpy.context)
+    req = scene_request.request_from_scene(bpy.context)
     assert req.erosion == "strong"
-    before = snapshot()
+    before = data_snapshot()
     cancel = threading.Event()
     seen = []
 
@@ -123,20 +109,20 @@ def test_cancel_during_erosion_changes_nothing(scene):
 
     with pytest.raises(pipeline.GenerationCancelled):
         pipeline.run_generation(req, progress, cancel)
-    assert any(0.9 < f < 0.95 for f in seen) and snapshot() == before
+    assert any(0.9 < f < 0.95 for f in seen) and data_snapshot() == before
 
 
 def test_modal_generate_with_erosion_escape_cancels(scene):
     from blender_addon.core.jobs import Job
 
     scene.terrain_gan.erosion = "MEDIUM"
-    req = generate.request_from_scene(bpy.context)
-    before = snapshot()
+    req = scene_request.request_from_scene(bpy.context)
+    before = data_snapshot()
     job = Job(lambda progress, cancel: pipeline.run_generation(req, progress, cancel))
     job.cancel()
     job.start()
     assert job.wait(60)
-    assert isinstance(job.error, pipeline.GenerationCancelled) and snapshot() == before
+    assert isinstance(job.error, pipeline.GenerationCancelled) and data_snapshot() == before
 
 
 def test_live_preview_erodes_light_at_most(scene, monkeypatch):
@@ -147,13 +133,13 @@ def test_live_preview_erodes_light_at_most(scene, monkeypatch):
         s.live_mode = True
         try:
             live._live["debouncer"] = live.Debouncer(0.0)
-            live.tick_for_tests(bpy.context)
-            live.tick_for_tests(bpy.context)
+            live.step(bpy.context)
+            live.step(bpy.context)
             job = live.current_job()
             assert job is not None and job.wait(60)
             assert live._live["req"].erosion == "light"
-            live.tick_for_tests(bpy.context)
-            prev = bpy.data.objects.get(generate.PREVIEW_NAME)
+            live.step(bpy.context)
+            prev = bpy.data.objects.get(scene_request.PREVIEW_NAME)
             assert prev is not None and prev[build.META_KEY]["erosion"] == "light"
         finally:
             s.live_mode = False

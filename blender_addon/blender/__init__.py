@@ -24,6 +24,7 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     props.register_props()
+    props.live_mode_listeners.append(live.set_running)
     bpy.app.handlers.load_post.append(live.restart_after_load)
 
 
@@ -31,6 +32,8 @@ def unregister() -> None:
     if live.restart_after_load in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(live.restart_after_load)
     live.stop()
+    if live.set_running in props.live_mode_listeners:
+        props.live_mode_listeners.remove(live.set_running)
     job = state["job"]
     if job is not None:
         job.cancel()

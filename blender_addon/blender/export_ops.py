@@ -22,6 +22,7 @@ from terrain_core.rasterfiles import array_rows, write_exr, write_png
 
 from ..core.maps import map_checksum
 from .build import META_KEY, image_array, material_image
+from .paint import map_labels
 
 FORMATS = ("png", "exr", "obj", "glb", "blend")
 
@@ -139,8 +140,6 @@ def terrain_arrays(ob):
     labels = None
     map_img = bpy.data.images.get(meta.get("map_image", ""))
     if map_img is not None:
-        from .paint import map_labels
-
         lab = map_labels(map_img)
         if map_checksum(lab) == meta.get("map_checksum"):
             labels = resize_nearest(lab, *height_m.shape)

@@ -20,6 +20,7 @@ from ..core.jobs import Job
 from ..core.live import Debouncer
 from ..core.pipeline import USER_ERRORS, run_generation
 from .paint import active_map_image
+from .scene_request import finish, request_from_scene
 
 POLL_S = 0.25
 DEBOUNCE_S = 0.6
@@ -33,6 +34,14 @@ def start() -> None:
         _live["running"] = True
         _live["debouncer"] = Debouncer(DEBOUNCE_S)
         bpy.app.timers.register(_tick, first_interval=POLL_S, persistent=False)
+
+
+def set_running(on: bool) -> None:
+    """Live mode switched on or off in the panel (``props`` calls this through its update hook)."""
+    if on:
+        start()
+    else:
+        stop()
 
 
 def stop() -> None:
@@ -67,13 +76,17 @@ def _tick():
     if not _live["running"]:
         return None
     try:
-        return _step(bpy.context)
+        return step(bpy.context)
     except Exception:  # a timer that raises is dropped by Blender: keep live mode alive, say why
         traceback.print_exc()
         return POLL_S
 
 
-def _step(context):
+def step(context) -> float | None:
+    """One poll of the timer: build a finished preview, start a new one once the map has settled.
+
+    Returns the seconds until the next poll, or None when live mode is off (the timer then ends).
+    Background mode runs no timers: tests call this with the context they set up."""
     scene = context.scene
     s = getattr(scene, "terrain_gan", None)
     if s is None or not s.live_mode:
@@ -83,8 +96,6 @@ def _step(context):
     if job is not None and job.done:
         _live["job"] = None
         if job.error is None and not job.cancelled:
-            from .generate import finish
-
             try:
                 finish(context, _live["req"], job.result, preview=True)
                 _live["last_error"] = ""
@@ -105,8 +116,6 @@ def _step(context):
     if _live["debouncer"].observe(key, time.monotonic()):
         if _live["job"] is not None:
             _live["job"].cancel()  # stale: the map changed since it started
-        from .generate import request_from_scene
-
         try:
             # Live previews stay fast: no erosion, or light when the panel asks for any.
             erosion = "OFF" if s.erosion == "OFF" else "LIGHT"
@@ -119,12 +128,6 @@ def _step(context):
         _live["req"] = req
         _live["job"] = Job(partial(run_generation, req), name="live").start()
     return POLL_S
-
-
-def tick_for_tests(context) -> float | None:
-    """One poll step (tests drive the timer by hand: background mode runs no timers)."""
-    _live["running"] = True
-    return _step(context)
 
 
 def current_job():

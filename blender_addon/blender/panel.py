@@ -14,24 +14,31 @@ CATEGORY = "Generate Terrain"
 
 
 class _Panel:
+    """A panel of the tab; ``bl_idname`` is the class name. Subclasses draw with the scene's settings."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = CATEGORY
+
+    def draw(self, context):
+        self.draw_settings(context, self.layout, context.scene.terrain_gan)
+
+
+def _column(layout, settings, *names: str, **options):
+    """Settings drawn one under the other in an aligned column."""
+    col = layout.column(align=True, **options)
+    for name in names:
+        col.prop(settings, name)
+    return col
 
 
 class TERRAIN_PT_paint(_Panel, bpy.types.Panel):
     """Paint a terrain class map"""
 
     bl_label = "Paint"
-    bl_idname = "TERRAIN_PT_paint"
 
-    def draw(self, context):
-        s = context.scene.terrain_gan
-        layout = self.layout
-        col = layout.column(align=True)
-        col.prop(s, "plane_size_m")
-        col.prop(s, "map_resolution")
-        col.prop(s, "fill_class")
+    def draw_settings(self, context, layout, s):
+        _column(layout, s, "plane_size_m", "map_resolution", "fill_class")
         layout.operator("terrain.new_paint_plane", icon="MESH_PLANE")
         img = active_map_image(context)
         if img is None:
@@ -61,21 +68,14 @@ class TERRAIN_PT_generate(_Panel, bpy.types.Panel):
     """Generate a terrain from the painted map"""
 
     bl_label = "Generate"
-    bl_idname = "TERRAIN_PT_generate"
 
-    def draw(self, context):
-        s = context.scene.terrain_gan
-        layout = self.layout
+    def draw_settings(self, context, layout, s):
         layout.prop(s, "model_path")
         row = layout.row(align=True)
         row.prop(s, "seed")
         row.operator("terrain.randomize_seed", text="", icon="FILE_REFRESH")
-        col = layout.column(align=True)
-        col.prop(s, "resolution")
-        col.prop(s, "mesh_resolution")
-        col = layout.column(align=True)
-        col.prop(s, "height_min_m")
-        col.prop(s, "height_max_m")
+        _column(layout, s, "resolution", "mesh_resolution")
+        _column(layout, s, "height_min_m", "height_max_m")
         row = layout.row(align=True)
         row.prop(s, "tiling", text="")
         sub = row.row(align=True)
@@ -125,17 +125,11 @@ class TERRAIN_PT_export(_Panel, bpy.types.Panel):
     """Export the selected terrain"""
 
     bl_label = "Export"
-    bl_idname = "TERRAIN_PT_export"
     bl_options = {"DEFAULT_CLOSED"}
 
-    def draw(self, context):
-        s = context.scene.terrain_gan
-        layout = self.layout
+    def draw_settings(self, context, layout, s):
         layout.prop(s, "export_dir")
-        col = layout.column(heading="Files", align=True)
-        col.prop(s, "export_height")
-        col.prop(s, "export_texture")
-        col.prop(s, "export_splats")
+        _column(layout, s, "export_height", "export_texture", "export_splats", heading="Files")
         row = layout.row(align=True)
         row.prop(s, "export_obj", toggle=True)
         row.prop(s, "export_glb", toggle=True)
