@@ -35,13 +35,23 @@ def run_batch(args, tmp_path, timeout=300):
     )
 
 
+FLAT = np.full((16, 16), 1, np.uint8)  # plains
+
+
+def map_folder(tmp_path: Path, **maps: np.ndarray) -> Path:
+    """tmp_path/maps holding NAME.png in the class colours for every NAME=labels given."""
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    for name, labels in maps.items():
+        write_png(folder / f"{name}.png", PALETTE[labels])
+    return folder
+
+
 def test_batch_generates_exports_renders_and_survives_a_bad_map(tmp_path):
-    maps = tmp_path / "maps"
-    maps.mkdir()
     lab = np.zeros((24, 32), np.uint8)
     lab[:, 16:] = 5
     lab[:4] = 2
-    write_png(maps / "tiny.png", PALETTE[lab])
+    maps = map_folder(tmp_path, tiny=lab)
     (maps / "broken.png").write_bytes(b"not a png at all")
     out = tmp_path / "out"
     r = run_batch(
@@ -123,9 +133,7 @@ def test_batch_rejects_bad_arguments(tmp_path):
 
 
 def test_a_second_run_into_the_same_folder_replaces_the_blend_without_backups(tmp_path):
-    maps = tmp_path / "maps"
-    maps.mkdir()
-    write_png(maps / "flat.png", PALETTE[np.full((16, 16), 1, np.uint8)])
+    maps = map_folder(tmp_path, flat=FLAT)
     out = tmp_path / "out"
     args = ["--input", str(maps), "--out", str(out), "--formats", "blend", "--resolution", "16"]
     mtimes = []
@@ -150,9 +158,7 @@ def one_error_line(stderr: str) -> str:
 
 
 def test_bad_out_and_bad_numbers_exit_2_with_one_line_before_any_work(tmp_path):
-    maps = tmp_path / "maps"
-    maps.mkdir()
-    write_png(maps / "m.png", PALETTE[np.full((16, 16), 1, np.uint8)])
+    maps = map_folder(tmp_path, m=FLAT)
     f = tmp_path / "file"
     f.write_text("mine")
     r = run_batch(["--input", str(maps), "--out", str(f)], tmp_path, timeout=120)
@@ -172,11 +178,7 @@ def test_bad_out_and_bad_numbers_exit_2_with_one_line_before_any_work(tmp_path):
 def test_maps_that_are_too_small_truncated_or_too_large_fail_alone_with_one_line(tmp_path):
     from bad_images import huge_header_png, short_png
 
-    maps = tmp_path / "maps"
-    maps.mkdir()
-    write_png(maps / "good.png", PALETTE[np.full((16, 16), 1, np.uint8)])
-    write_png(maps / "one.png", PALETTE[np.zeros((1, 1), np.uint8)])
-    write_png(maps / "odd.png", PALETTE[np.zeros((13, 7), np.uint8)])
+    maps = map_folder(tmp_path, good=FLAT, one=np.zeros((1, 1), np.uint8), odd=np.zeros((13, 7), np.uint8))
     short_png(maps / "short.png", PALETTE[4], 64, 512, rows=64)
     huge_header_png(maps / "huge.png", 20000, 20000)
     out = tmp_path / "out"
@@ -194,9 +196,7 @@ def test_maps_that_are_too_small_truncated_or_too_large_fail_alone_with_one_line
 
 
 def test_a_failed_rerun_keeps_the_earlier_set_and_a_busy_folder_is_refused(tmp_path):
-    maps = tmp_path / "maps"
-    maps.mkdir()
-    write_png(maps / "flat.png", PALETTE[np.full((16, 16), 1, np.uint8)])
+    maps = map_folder(tmp_path, flat=FLAT)
     out = tmp_path / "out"
     args = ["--input", str(maps), "--out", str(out), "--formats", "blend,obj,png", "--resolution", "16"]
     r = run_batch(args, tmp_path)
@@ -230,12 +230,10 @@ def test_a_failed_rerun_keeps_the_earlier_set_and_a_busy_folder_is_refused(tmp_p
 
 
 def test_batch_erosion_writes_masks_and_rejects_a_bad_level(tmp_path):
-    maps = tmp_path / "maps"
-    maps.mkdir()
     lab = np.zeros((32, 32), np.uint8)
     lab[:, 12:] = 3
     lab[6:26, 20:] = 5
-    write_png(maps / "ridge.png", PALETTE[lab])
+    maps = map_folder(tmp_path, ridge=lab)
     out = tmp_path / "out"
     args = ["--input", str(maps), "--out", str(out), "--formats", "png", "--resolution", "32"]
     r = run_batch([*args, "--erosion", "medium"], tmp_path)

@@ -21,7 +21,7 @@ def test_core_imports_without_bpy():
     code = (
         "import sys; import blender_addon, blender_addon.core.maps, blender_addon.core.grid, "
         "blender_addon.core.jobs, blender_addon.core.live, "
-        "blender_addon.core.pipeline; "
+        "blender_addon.core.pipeline, blender_addon.core.batch_options, blender_addon.core.object_meta; "
         "bad = [m for m in ('bpy', 'torch', 'PIL', 'scipy') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -273,6 +273,22 @@ def test_run_generation_end_to_end_and_cancel():
         pipeline.run_generation(req, cancel=cancel)
 
 
+def test_object_metadata_is_one_record_for_painted_and_batch_maps():
+    from blender_addon.core.object_meta import object_metadata
+
+    req = pipeline.GenerateRequest(labels=_labels(), seed=5, resolution=32, height_min_m=-2.0, erosion="off")
+    out = pipeline.run_generation(req)
+    painted = object_metadata(req, out, map_image="Terrain map", preview=True)
+    from_file = object_metadata(req, out, map_file="/maps/a.png")
+    assert list(painted) == list(from_file)  # the same keys, in the same order
+    assert painted["map_image"] == "Terrain map" and painted["map_file"] == "" and painted["preview"]
+    assert from_file["map_file"] == "/maps/a.png" and from_file["map_image"] == ""
+    assert not from_file["preview"]
+    assert (painted["seed"], painted["height_min_m"], painted["erosion"]) == (5, -2.0, "off")
+    assert painted["map_checksum"] == maps.map_checksum(req.labels) and painted["model"] == out.model_name
+    assert all(isinstance(v, (str, int, float, bool)) for v in painted.values())  # an ID property holds it
+
+
 def test_corrupt_model_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"\x00not a model" * 100)
@@ -285,14 +301,11 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path):
 
 
 def test_batch_refuses_old_blender_and_parses_arguments(tmp_path):
-    from types import SimpleNamespace
+    from blender_addon.core import batch_options as batch
 
-    from blender_addon import batch
-
-    old = SimpleNamespace(app=SimpleNamespace(version=(3, 4, 1)))
-    msg = batch.check_blender(old)
+    msg = batch.check_blender((3, 4, 1))
     assert msg and "3.4.1 is too old" in msg and "4.2.0" in msg
-    assert batch.check_blender(SimpleNamespace(app=SimpleNamespace(version=(4, 2, 0)))) is None
+    assert batch.check_blender((4, 2, 0)) is None
     assert batch.script_args(["blender", "-b", "--python", "x.py", "--", "--out", "o"]) == ["--out", "o"]
     assert batch.parse_seeds("3, 1-2,3") == [3, 1, 2]
     assert batch.parse_height("120") == (0.0, 120.0) and batch.parse_height("-10,50") == (-10.0, 50.0)
@@ -309,17 +322,28 @@ def test_batch_refuses_old_blender_and_parses_arguments(tmp_path):
     )
     assert found == [tmp_path / "a.png"]
     assert len(errors) == 2 and "no map images" in errors[0] and "no such file" in errors[1]
-    ns = batch.parse_args(
+    opts = batch.parse_args(
         ["--input", "m", "--out", "o", "--seeds", "0-2", "--formats", "png,exr", "--render-size", "64x32"]
     )
-    assert ns.seed_list == [0, 1, 2] and ns.format_set == {"png", "exr"} and ns.render_wh == (64, 32)
+    assert opts.seeds == (0, 1, 2) and opts.formats == {"png", "exr"} and opts.render_size == (64, 32)
+    assert opts.height_range == (0.0, 40.0) and opts.tile == -1 and opts.inputs == ("m",)
+    with pytest.raises(AttributeError):  # typed and frozen below the command line
+        opts.seeds = (5,)
+    assert batch.parse_args(["-i", "m", "-o", "o", "--seed", "7", "--height-m", "9"]).seeds == (7,)
+    for bad, pattern in (
+        (["--render-size", "64"], "--render-size must be WxH"),
+        (["--render-size", "8x8"], "at least 16x16"),
+        (["--tile", "16"], "must be -1, 0 or at least 32"),
+    ):
+        with pytest.raises(batch.BatchUsageError, match=pattern):
+            batch.parse_args(["--input", "m", "--out", "o", *bad])
     # the same seed range as the CLI and the add-on, refused while parsing, before any map is read
     with pytest.raises(batch.BatchUsageError, match=r"0\.\.2147483647"):
         batch.parse_args(["--input", "m", "--out", "o", "--seeds", f"{2**31 - 1}-{2**31}"])
 
 
 def test_batch_reduces_the_mesh_of_large_maps_by_default():
-    from blender_addon import batch
+    from blender_addon.core import batch_options as batch
     from terrain_core import outputs
 
     assert batch.default_mesh_resolution(256) == 0 and batch.default_mesh_resolution(1024) == 0
@@ -333,24 +357,9 @@ def test_addon_imports_only_what_blender_has():
 
     allowed_core = {"terrain_core", "numpy"}
     forbidden = {"torch", "PIL", "scipy", "safetensors", "training", "onnx", "sympy"}
-    inference = {
-        "labels",
-        "config",
-        "noise",
-        "result",
-        "runtime",
-        "model_export",
-        "argtypes",
-        "outputs",
-        "objmesh",
-        "rasterfiles",
-        "imageio",
-        "output_set",
-        "exits",
-        "erosion",
-        "flow",
-        "flow_metrics",
-    }
+    import build_addon
+
+    inference = set(build_addon.CORE_MODULES)  # what the zip's core wheel holds
     stdlib = set(sys.stdlib_module_names)
     for path in sorted((ROOT / "blender_addon").rglob("*.py")):
         rel = path.relative_to(ROOT / "blender_addon").as_posix()

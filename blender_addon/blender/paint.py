@@ -61,6 +61,48 @@ def active_map_image(context):
     return getattr(context.scene.tool_settings.image_paint, "canvas", None)
 
 
+def new_map_image(name: str, labels: np.ndarray):
+    """A new image holding a class map in the palette's colours."""
+    h, w = labels.shape
+    img = bpy.data.images.new(name, width=w, height=h, alpha=False)
+    set_map_labels(img, labels)
+    return img
+
+
+def new_map_plane(name: str, image, width_m: float, depth_m: float, *, unlit: bool = False):
+    """A flat plane (mesh, material and object ``name``, not linked to a scene) of ``width_m`` x
+    ``depth_m`` centred on its origin, showing a class-map image pixel by pixel: classes are categories,
+    so no blends between them. ``unlit``: the colours exactly as painted (emission, for renders) instead
+    of a lit surface."""
+    hx, hy = width_m / 2.0, depth_m / 2.0
+    me = bpy.data.meshes.new(name)
+    me.from_pydata([(-hx, -hy, 0), (hx, -hy, 0), (hx, hy, 0), (-hx, hy, 0)], [], [(0, 1, 2, 3)])
+    uv = me.uv_layers.new(name="UVMap")
+    uv.uv.foreach_set("vector", np.array([0, 0, 1, 0, 1, 1, 0, 1], np.float32))
+    mat = bpy.data.materials.new(name)
+    if mat.node_tree is None:
+        mat.use_nodes = True
+    nt = mat.node_tree
+    if unlit:
+        for nd in list(nt.nodes):
+            if nd.type != "OUTPUT_MATERIAL":
+                nt.nodes.remove(nd)
+    tex = nt.nodes.new("ShaderNodeTexImage")
+    tex.image, tex.interpolation = image, "Closest"
+    if unlit:
+        out = next(nd for nd in nt.nodes if nd.type == "OUTPUT_MATERIAL")
+        emit = nt.nodes.new("ShaderNodeEmission")
+        nt.links.new(tex.outputs["Color"], emit.inputs["Color"])
+        nt.links.new(emit.outputs["Emission"], out.inputs["Surface"])
+    else:
+        bsdf = next((nd for nd in nt.nodes if nd.type == "BSDF_PRINCIPLED"), None)
+        if bsdf is not None:
+            nt.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    nt.nodes.active = tex
+    me.materials.append(mat)
+    return bpy.data.objects.new(name, me)
+
+
 # ---------------------------------------------------------------------------------- palette and brush
 
 
@@ -168,28 +210,8 @@ class TERRAIN_OT_new_paint_plane(bpy.types.Operator):
         if context.object is not None and context.object.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
         n = self.resolution
-        half = self.size / 2.0
-        me = bpy.data.meshes.new(PLANE_NAME)
-        me.from_pydata(
-            [(-half, -half, 0), (half, -half, 0), (half, half, 0), (-half, half, 0)], [], [(0, 1, 2, 3)]
-        )
-        uv = me.uv_layers.new(name="UVMap")
-        uv.uv.foreach_set("vector", np.array([0, 0, 1, 0, 1, 1, 0, 1], np.float32))
-        img = bpy.data.images.new(MAP_IMAGE_NAME, width=n, height=n, alpha=False)
-        set_map_labels(img, maps.filled(n, n, class_id(self.fill_class)))
-        mat = bpy.data.materials.new(PLANE_NAME)
-        if mat.node_tree is None:
-            mat.use_nodes = True
-        nt = mat.node_tree
-        tex = nt.nodes.new("ShaderNodeTexImage")
-        tex.image = img
-        tex.interpolation = "Closest"  # classes are categories: show pixels, not blends
-        bsdf = next((nd for nd in nt.nodes if nd.type == "BSDF_PRINCIPLED"), None)
-        if bsdf is not None:
-            nt.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
-        nt.nodes.active = tex
-        me.materials.append(mat)
-        ob = bpy.data.objects.new(PLANE_NAME, me)
+        img = new_map_image(MAP_IMAGE_NAME, maps.filled(n, n, class_id(self.fill_class)))
+        ob = new_map_plane(PLANE_NAME, img, self.size, self.size)
         ob.location = context.scene.cursor.location
         ob.hide_render = True  # a painting aid: the generated terrain is what renders
         context.collection.objects.link(ob)
@@ -241,6 +263,14 @@ class _MapOperator:
         return active_map_image(context) is not None
 
 
+def fill_active_map(context, terrain_class: str) -> set[str]:
+    """Fill the panel's map with one class (an enum identifier of ``CLASS_ITEMS``)."""
+    img = active_map_image(context)
+    w, h = img.size
+    set_map_labels(img, maps.filled(w, h, class_id(terrain_class)))
+    return {"FINISHED"}
+
+
 class TERRAIN_OT_fill_map(_MapOperator, bpy.types.Operator):
     """Fill the whole map with one terrain class"""
 
@@ -251,10 +281,7 @@ class TERRAIN_OT_fill_map(_MapOperator, bpy.types.Operator):
     terrain_class: EnumProperty(name="Class", items=CLASS_ITEMS, default="PLAINS")
 
     def execute(self, context):
-        img = active_map_image(context)
-        w, h = img.size
-        set_map_labels(img, maps.filled(w, h, class_id(self.terrain_class)))
-        return {"FINISHED"}
+        return fill_active_map(context, self.terrain_class)
 
 
 class TERRAIN_OT_clear_map(_MapOperator, bpy.types.Operator):
@@ -265,10 +292,7 @@ class TERRAIN_OT_clear_map(_MapOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        img = active_map_image(context)
-        w, h = img.size
-        set_map_labels(img, maps.filled(w, h, class_id(context.scene.terrain_gan.fill_class)))
-        return {"FINISHED"}
+        return fill_active_map(context, context.scene.terrain_gan.fill_class)
 
 
 class TERRAIN_OT_random_map(_MapOperator, bpy.types.Operator):
