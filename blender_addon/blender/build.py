@@ -252,61 +252,33 @@ def build_terrain(outcome, opts: BuildOptions, scene, replace=None):
     t0 = time.perf_counter()
     created = Created()
     try:
-        res = outcome.result
-        tex_arr = res.shaded if opts.use_shaded else res.texture
-        tex_img = new_image(f"{opts.name} texture", tex_arr, created=created)
-        # Heights in metres as a float image: the Displace mode reads it, Export reads it back later.
-        height_img = new_image(
-            f"{opts.name} height", outcome.height_m, float_buffer=True, non_color=True, created=created
-        )
-        height_img.use_fake_user = True  # referenced only by name from the object: keep it in saved files
+        images = _terrain_images(outcome, opts, created)
         t_img = time.perf_counter()
-        if opts.mesh_mode == "DISPLACE":
-            me = new_grid_mesh(opts.name, outcome.grid, z_offset=opts.height_min_m, created=created)
-            disp_img = new_image(
-                f"{opts.name} displace",
-                (outcome.height_m - opts.height_min_m) / max(opts.height_max_m - opts.height_min_m, 1e-9),
-                float_buffer=True,
-                non_color=True,
-                created=created,
-            )
-        else:
-            me = new_grid_mesh(opts.name, outcome.grid, created=created)
+        me, disp_img = _terrain_mesh(outcome, opts, created)
         t_mesh = time.perf_counter()
-        masks = getattr(outcome, "masks", None)
-        mask_img = None
-        if masks is not None:  # flow, deposition, wear as one RGB image (the material reads its channels)
-            rgb = np.stack([masks["flow.png"], masks["deposition.png"], masks["wear.png"]], axis=-1)
-            mask_img = new_image(f"{opts.name} erosion masks", rgb, non_color=True, created=created)
-            mask_img.use_fake_user = True  # Export reads it by name even with the plain material
+        mask_img = _mask_image(outcome, opts, created)
         if mask_img is not None and opts.use_masks:
-            mat = mask_material(f"{opts.name} material", tex_img, mask_img, created=created)
+            mat = mask_material(f"{opts.name} material", images["texture"], mask_img, created=created)
         else:
-            mat = terrain_material(f"{opts.name} material", tex_img, created=created)
+            mat = terrain_material(f"{opts.name} material", images["texture"], created=created)
         me.materials.append(mat)
         ob = created.add(bpy.data.objects.new(opts.name, me))
-        if opts.mesh_mode == "DISPLACE":
-            tex = created.add(bpy.data.textures.new(f"{opts.name} displace", type="IMAGE"))
-            tex.image = disp_img
-            tex.extension = "EXTEND"
-            mod = ob.modifiers.new("Terrain height", "DISPLACE")
-            mod.texture = tex
-            mod.texture_coords = "UV"
-            mod.direction = "Z"
-            mod.mid_level = 0.0
-            mod.strength = opts.height_max_m - opts.height_min_m
+        if disp_img is not None:
+            _add_displace_modifier(ob, disp_img, opts, created)
         if opts.matrix_world is not None:
             ob.matrix_world = opts.matrix_world
         meta = dict(opts.metadata)
-        meta.update(texture_image=tex_img.name, height_image=height_img.name, mesh_mode=opts.mesh_mode)
+        meta.update(
+            texture_image=images["texture"].name, height_image=images["height"].name, mesh_mode=opts.mesh_mode
+        )
         if mask_img is not None:
             meta["mask_image"] = mask_img.name
         ob[META_KEY] = meta
         (opts.collection or scene.collection).objects.link(ob)
         if opts.pack:
-            extra = ((disp_img,) if opts.mesh_mode == "DISPLACE" else ()) + ((mask_img,) if mask_img else ())
-            for img in (tex_img, height_img) + extra:
-                pack_image(img)
+            for img in (images["texture"], images["height"], disp_img, mask_img):
+                if img is not None:
+                    pack_image(img)
         t_done = time.perf_counter()
     except BaseException:
         created.rollback()
@@ -320,6 +292,59 @@ def build_terrain(outcome, opts: BuildOptions, scene, replace=None):
         "object": t_done - t_mesh,
         "build_total": t_done - t0,
     }
+
+
+def _terrain_images(outcome, opts: BuildOptions, created: Created) -> dict:
+    """The texture (shaded or flat) and the heights in metres as a float image (the Displace mode reads
+    it, Export reads it back later)."""
+    res = outcome.result
+    tex_arr = res.shaded if opts.use_shaded else res.texture
+    tex_img = new_image(f"{opts.name} texture", tex_arr, created=created)
+    height_img = new_image(
+        f"{opts.name} height", outcome.height_m, float_buffer=True, non_color=True, created=created
+    )
+    height_img.use_fake_user = True  # referenced only by name from the object: keep it in saved files
+    return {"texture": tex_img, "height": height_img}
+
+
+def _terrain_mesh(outcome, opts: BuildOptions, created: Created):
+    """(mesh, displacement image): a mesh with the heights in its vertices, or (Displace mode) a flat grid
+    at the lowest height and the heights as a 0..1 float image for its modifier."""
+    if opts.mesh_mode != "DISPLACE":
+        return new_grid_mesh(opts.name, outcome.grid, created=created), None
+    me = new_grid_mesh(opts.name, outcome.grid, z_offset=opts.height_min_m, created=created)
+    disp_img = new_image(
+        f"{opts.name} displace",
+        (outcome.height_m - opts.height_min_m) / max(opts.height_max_m - opts.height_min_m, 1e-9),
+        float_buffer=True,
+        non_color=True,
+        created=created,
+    )
+    return me, disp_img
+
+
+def _mask_image(outcome, opts: BuildOptions, created: Created):
+    """The erosion masks flow, deposition, wear as one RGB image (the material reads its channels), or
+    None without erosion."""
+    masks = getattr(outcome, "masks", None)
+    if masks is None:
+        return None
+    rgb = np.stack([masks["flow.png"], masks["deposition.png"], masks["wear.png"]], axis=-1)
+    mask_img = new_image(f"{opts.name} erosion masks", rgb, non_color=True, created=created)
+    mask_img.use_fake_user = True  # Export reads it by name even with the plain material
+    return mask_img
+
+
+def _add_displace_modifier(ob, disp_img, opts: BuildOptions, created: Created) -> None:
+    tex = created.add(bpy.data.textures.new(f"{opts.name} displace", type="IMAGE"))
+    tex.image = disp_img
+    tex.extension = "EXTEND"
+    mod = ob.modifiers.new("Terrain height", "DISPLACE")
+    mod.texture = tex
+    mod.texture_coords = "UV"
+    mod.direction = "Z"
+    mod.mid_level = 0.0
+    mod.strength = opts.height_max_m - opts.height_min_m
 
 
 def remove_terrain(ob) -> None:

@@ -208,30 +208,8 @@ def run_generation(
     result.height_range_m = (lo, hi)  # the request's metres, not the model's default, go into exports
     masks = erosion_info = None
     if req.erosion != "off":
-        cell = float(req.size_m) / max(gh, gw)
-        try:
-            eroded = erode(
-                height_m,
-                labels,
-                strength=req.erosion,
-                cell_size_m=cell,
-                seed=int(req.seed),
-                progress=lambda f: progress(0.9 + 0.05 * float(f)),
-                cancel=cancel.is_set,
-            )
-        except ErosionCancelled:
-            raise GenerationCancelled("generation cancelled") from None
-        except ErosionError as e:
-            raise RequestError(f"erosion: {e}") from None
-        height_m = eroded.height_m
+        height_m, masks, erosion_info = _erode(req, labels, height_m, progress, cancel)
         result.height = (2.0 * (height_m - lo) / (hi - lo) - 1.0).astype(np.float32)
-        masks, _ = mask_images(eroded)
-        erosion_info = {
-            "level": req.erosion,
-            "cell_size_m": cell,
-            "seconds": eroded.seconds,
-            **eroded.balance,
-        }
     t_erode = time.perf_counter()
     grid = heightfield_to_grid(height_m, req.size_m, req.mesh_resolution or None, flat=req.flat_grid)
     if cancel.is_set():
@@ -258,3 +236,25 @@ def run_generation(
         masks=masks,
         erosion=erosion_info,
     )
+
+
+def _erode(req: GenerateRequest, labels: np.ndarray, height_m: np.ndarray, progress, cancel):
+    """(eroded height in metres, masks {flow, deposition, wear .png: 0..1}, the erosion's record)."""
+    cell = float(req.size_m) / max(labels.shape)
+    try:
+        eroded = erode(
+            height_m,
+            labels,
+            strength=req.erosion,
+            cell_size_m=cell,
+            seed=int(req.seed),
+            progress=lambda f: progress(0.9 + 0.05 * float(f)),
+            cancel=cancel.is_set,
+        )
+    except ErosionCancelled:
+        raise GenerationCancelled("generation cancelled") from None
+    except ErosionError as e:
+        raise RequestError(f"erosion: {e}") from None
+    masks, _ = mask_images(eroded)
+    info = {"level": req.erosion, "cell_size_m": cell, "seconds": eroded.seconds, **eroded.balance}
+    return eroded.height_m, masks, info
