@@ -84,6 +84,28 @@ def test_grey_id_rule_is_the_one_of_the_files():
     assert class_ids_of_grey(np.array([[np.nan, 2.0]]), atol=1e-3) is None
 
 
+def test_class_enum_items_map_back_to_ids():
+    from blender_addon.core.classes import CLASS_ITEMS, class_id
+
+    assert [class_id(item[0]) for item in CLASS_ITEMS] == list(range(NUM_CLASSES))
+    assert [item[3] for item in CLASS_ITEMS] == list(range(NUM_CLASSES))  # the enum value is the id
+    assert class_id("WATER") == 0 and class_id("MOUNTAINS") == 5
+
+
+def test_props_and_addon_are_leaves():
+    """The settings and the preferences import nothing of the add-on's behaviour (live mode reaches props
+    through props.live_mode_listeners), so no import circle can run through them."""
+    import ast
+
+    allowed = {"props.py": {"core.classes", "addon"}, "addon.py": set()}
+    for name, ok in allowed.items():
+        tree = ast.parse((ROOT / "blender_addon" / "blender" / name).read_text())
+        ours = {
+            n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level and n.module
+        } | {"." for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level and not n.module}
+        assert {m.removeprefix(".") for m in ours} <= ok, (name, ours)
+
+
 def test_resize_nearest_keeps_ids_and_shape():
     lab = maps.random_map(3, 64)
     small = resize_nearest(lab, 16, 32)

@@ -14,17 +14,13 @@ from terrain_core.output_set import atomic_file
 from terrain_core.outputs import write_texture_png
 
 from ..core import maps
-from ..core.classes import CLASS_ITEMS
+from ..core.classes import CLASS_ITEMS, class_id
 from .build import image_array
 
 PALETTE_NAME = "Terrain classes"
 BRUSH_NAME = "Terrain class brush"
 MAP_IMAGE_NAME = "Terrain map"
 PLANE_NAME = "Terrain paint plane"
-
-
-def class_id(enum_value: str) -> int:
-    return next(c.id for c in CLASSES if c.name.upper() == enum_value)
 
 
 # ---------------------------------------------------------------------------------- map image access
