@@ -160,7 +160,21 @@ CHILD = textwrap.dedent(
         pil_hidden = False
     except ImportError:
         pil_hidden = True
+    # The batch launcher as it lies in the installed extension: it must find its package under the
+    # extension's folder name and import the batch from the zip alone (--help stops after parsing).
+    import contextlib, io, runpy
+    batch = os.path.join(user, "extensions", "user_default", "terrain_gan", "batch.py")
+    argv, sys.argv, usage = sys.argv, [batch, "--", "--help"], io.StringIO()
+    batch_exit = None
+    with contextlib.redirect_stdout(usage):
+        try:
+            runpy.run_path(batch, run_name="__main__")
+        except SystemExit as e:
+            batch_exit = e.code
+    sys.argv = argv
+    batch_run = getattr(sys.modules.get("terrain_gan.blender.batch_run"), "__file__", None)
     print("RESULT " + json.dumps({
+        "batch_exit": batch_exit, "batch_usage": usage.getvalue(), "batch_run": batch_run,
         "install": sorted(inst), "t_install": t_install, "enabled": enabled, "generate": sorted(gen),
         "t_generate": t_gen, "vertices": len(ob.data.vertices) if ob else 0,
         "erosion": ob["terrain_gan"].get("erosion") if ob else None,
@@ -200,6 +214,8 @@ def test_installed_zip_generates_without_project_or_extra_packages(built_zip, tm
     res = json.loads(line[len("RESULT ") :])
     assert res["install"] == ["FINISHED"] and res["enabled"] and res["generate"] == ["FINISHED"]
     assert res["vertices"] == 32 * 32 and res["prefs_runtime"] == "AUTO"
+    assert res["batch_exit"] == 0 and "headless" in res["batch_usage"] and "--input" in res["batch_usage"]
+    assert res["batch_run"].startswith(str(user / "extensions" / "user_default" / "terrain_gan"))
     assert res["erosion"] == "medium" and res["mask_image"]  # eroded inside Blender from the zip alone
     assert res["refused"] == ["PIL"] and res["pil_hidden"]  # only the control import was refused
     mods = res["modules"]
