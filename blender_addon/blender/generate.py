@@ -18,11 +18,7 @@ from bpy.props import IntProperty, StringProperty
 from terrain_core.noise import SEED_MAX
 
 from ..core.jobs import Job
-from ..core.pipeline import (
-    USER_ERRORS,
-    GenerationCancelled,
-    run_generation,
-)
+from ..core.pipeline import USER_ERRORS, GenerationCancelled, run_generation
 from .build import META_KEY
 from .scene_request import finish, request_from_scene
 
