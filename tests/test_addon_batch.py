@@ -15,8 +15,8 @@ pytest.importorskip("bpy")
 
 from conftest import exr_channels  # noqa: E402
 
+from blender_addon.core.png import write_png  # noqa: E402
 from terrain_core.labels import PALETTE  # noqa: E402
-from terrain_core.outputs import write_texture_png as write_png  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "blender_addon" / "batch.py"

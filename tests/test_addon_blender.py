@@ -187,7 +187,7 @@ def test_fill_clear_random_save_and_load(scene, tmp_path):
         bpy.ops.terrain.load_map(filepath=str(out))
         assert np.array_equal(paint.map_labels(img), rnd)
         # A map of another size, with soft (blended) edges: the image takes its size, pixels snap.
-        from terrain_core.outputs import write_texture_png as write_png
+        from blender_addon.core.png import write_png
 
         big = np.zeros((20, 30, 3), np.uint8)
         big[:] = PALETTE[1]

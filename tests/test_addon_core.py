@@ -1,4 +1,4 @@
-"""The add-on's pure half (blender_addon.core), tested without Blender: maps, grid arrays, jobs,
+"""The add-on's pure half (blender_addon.core), tested without Blender: maps, grid arrays, PNG, jobs,
 debounce, requests and the generate pipeline."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from blender_addon.core import grid, jobs, live, maps, pipeline
+from blender_addon.core import grid, jobs, live, maps, pipeline, png
 from terrain_core.labels import NUM_CLASSES, PALETTE, LabelMapError, labels_from_rgb, resize_nearest
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 def test_core_imports_without_bpy():
     code = (
         "import sys; import blender_addon, blender_addon.core.maps, blender_addon.core.grid, "
-        "blender_addon.core.jobs, blender_addon.core.live, "
+        "blender_addon.core.jobs, blender_addon.core.live, blender_addon.core.png, "
         "blender_addon.core.pipeline, blender_addon.core.batch_options, blender_addon.core.object_meta; "
         "bad = [m for m in ('bpy', 'torch', 'PIL', 'scipy') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
@@ -178,6 +178,28 @@ def test_grid_resolution_is_independent_and_keeps_aspect():
             grid.heightfield_to_grid(h, 100.0, **bad)
     with pytest.raises(ValueError, match="NaN"):
         grid.heightfield_to_grid(np.full((4, 4), np.nan, np.float32), 10.0)
+
+
+# ------------------------------------------------------------------------------------------ png
+
+
+@pytest.mark.parametrize(
+    "img",
+    [
+        np.arange(12, dtype=np.uint8).reshape(3, 4),
+        np.random.default_rng(1).integers(0, 255, (5, 7, 3), dtype=np.uint8),
+        np.random.default_rng(2).integers(0, 255, (2, 3, 4), dtype=np.uint8),
+        np.random.default_rng(3).integers(0, 65535, (6, 5), dtype=np.uint16),
+    ],
+)
+def test_png_round_trip_through_pillow(img, tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    p = png.write_png(tmp_path / "a.png", img)
+    back = np.array(Image.open(p))
+    assert back.shape == img.shape and np.array_equal(back.astype(img.dtype), img)
+    assert not list(tmp_path.glob(".*part"))
+    with pytest.raises(ValueError):
+        png.encode_png(np.zeros((2, 2), np.float32))
 
 
 # ------------------------------------------------------------------------------------------ jobs / live

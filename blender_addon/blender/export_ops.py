@@ -1,8 +1,8 @@
 """Export a generated terrain: height 16-bit PNG + 32-bit float EXR, texture PNG, splat masks, OBJ/GLB.
 
-PNGs and the EXR are written by ``terrain_core``'s writers (``outputs`` and ``rasterfiles``: exact values,
-no colour management; the EXR with one float channel, Y, where Blender's own image saving writes three
-identical RGB channels), meshes through Blender's own OBJ and glTF exporters.
+PNGs are written by the add-on's numpy PNG writer (exact values, no colour management), the EXR by
+``terrain_core.rasterfiles`` (one float channel, Y: Blender's own image saving writes three identical RGB
+channels), meshes through Blender's own OBJ and glTF exporters.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from bpy.props import StringProperty
 from terrain_core.exits import one_line
 from terrain_core.labels import LabelMapError, resize_nearest
 from terrain_core.output_set import OutputSet, atomic_file
-from terrain_core.outputs import splat_masks, write_height_png16, write_rgba_png, write_texture_png
-from terrain_core.rasterfiles import array_rows, write_exr, write_png
+from terrain_core.outputs import height_to_uint16, splat_masks
+from terrain_core.rasterfiles import array_rows, write_exr
+from terrain_core.result import to_uint8
 
 from ..core.maps import map_checksum
+from ..core.png import write_png
 from .build import META_KEY, image_array, material_image
 from .paint import map_labels
 
@@ -56,20 +58,20 @@ def write_maps(
     if height:
         lo, hi = height_range_m
         norm = (np.asarray(height_m, np.float64) - lo) / max(hi - lo, 1e-12) * 2.0 - 1.0
-        files["height.png"] = write_height_png16(out_dir / "height.png", norm)
+        files["height.png"] = write_png(out_dir / "height.png", height_to_uint16(norm))
         files["height.exr"] = write_height_exr(out_dir / "height.exr", height_m)
     if texture is not None:
-        files["texture.png"] = write_texture_png(out_dir / "texture.png", texture)
+        files["texture.png"] = write_png(out_dir / "texture.png", to_uint8(np.asarray(texture)[..., :3]))
     if shaded is not None:
-        files["terrain.png"] = write_texture_png(out_dir / "terrain.png", shaded)
+        files["terrain.png"] = write_png(out_dir / "terrain.png", to_uint8(np.asarray(shaded)[..., :3]))
     if splats and labels is not None:
         s0, s1 = splat_masks(labels, soften_px=1.0)
-        files["splat_0.png"] = write_rgba_png(out_dir / "splat_0.png", s0)
-        files["splat_1.png"] = write_rgba_png(out_dir / "splat_1.png", s1)
+        files["splat_0.png"] = write_png(out_dir / "splat_0.png", s0)
+        files["splat_1.png"] = write_png(out_dir / "splat_1.png", s1)
     if splats and masks:
         for name, m in masks.items():
             v = np.rint(np.clip(np.asarray(m, np.float64), 0.0, 1.0) * 65535.0).astype(np.uint16)
-            files[name] = write_png(out_dir / name, array_rows(v))
+            files[name] = write_png(out_dir / name, v)
     return files
 
 

@@ -10,11 +10,10 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from terrain_core.imageio import MAX_SIDE, MIN_SIDE, check_image_file
 from terrain_core.labels import CLASSES, PALETTE, LabelMapError, resize_nearest
-from terrain_core.output_set import atomic_file
-from terrain_core.outputs import write_texture_png
 
 from ..core import maps
 from ..core.classes import CLASS_ITEMS, class_id
+from ..core.png import write_png
 from .build import image_array
 
 PALETTE_NAME = "Terrain classes"
@@ -390,8 +389,7 @@ class TERRAIN_OT_save_map(_MapOperator, bpy.types.Operator):
         try:
             labels = map_labels(active_map_image(context))
             path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_file(path) as tmp:
-                write_texture_png(tmp, PALETTE[labels])
+            write_png(path, PALETTE[labels])
         except (LabelMapError, OSError) as e:
             self.report({"ERROR"}, f"Could not save the map: {e}")
             return {"CANCELLED"}

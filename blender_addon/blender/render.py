@@ -11,10 +11,9 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from terrain_core.output_set import atomic_file
-from terrain_core.rasterfiles import array_rows, write_png
 from terrain_core.result import to_uint8
 
+from ..core.png import write_png
 from .build import image_array
 from .paint import new_map_image, new_map_plane
 
@@ -143,6 +142,4 @@ def contact_sheet(previews: list[tuple[str, Path]], out: Path, columns: int = 4)
         r, c = divmod(i, cols)
         y, x = gap + r * (th + gap), gap + c * (tw + gap)
         sheet[y : y + t.shape[0], x : x + t.shape[1]] = t
-    with atomic_file(out) as tmp:
-        write_png(tmp, array_rows(to_uint8(sheet)))
-    return out
+    return write_png(out, to_uint8(sheet))
