@@ -55,6 +55,7 @@ CORE_MODULES = (
     "result",
     "model_format",
     "runtime",
+    "tiling",
     "model_export",
     "argtypes",
     "outputs",

@@ -52,7 +52,7 @@ def _row(name: str, n: int, rr: list[dict], per_mp: dict[str, list[float]]) -> d
 
 
 def run(opts: Options) -> Section:
-    from terrain_core.runtime import DEFAULT_OVERLAP, DEFAULT_TILE, tile_layout
+    from terrain_core.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, tile_layout
 
     big, small = (256, 128) if opts.smoke else (2048, 512) if opts.quick else (4096, 1024)
     tile = 128 if opts.smoke else None  # None: the runtime's own choice (tiles above 1024 px)
@@ -90,7 +90,7 @@ def run(opts: Options) -> Section:
         f"{peak / GiB:.2f} GiB (target <= 2 GiB)"
     )
     sec.notes.append(
-        f"tiles: {len(starts)} per side of {length} px (terrain_core.runtime.tile_layout), "
+        f"tiles: {len(starts)} per side of {length} px (terrain_core.tiling.tile_layout), "
         f"{(len(starts) * length / big) ** 2:.2f}x the output pixels computed"
     )
     return sec

@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,25 +100,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     g = sub.add_parser("generate", help="generate terrain files from a painted class map")
+    _add_input_args(g)
+    _add_tiling_args(g)
+    _add_output_args(g)
+    _add_runtime_args(g)
+    _add_erosion_args(g)
+    g.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    i = sub.add_parser("info", help="print a model's metadata")
+    i.add_argument("--model", metavar="PATH", help=".onnx or .safetensors model (default: built-in)")
+    i.add_argument("--json", action="store_true", help="the full metadata as JSON")
+    return p
+
+
+def _add_int(g: Any, flag: str, lo: int, hi: int, help: str, default: int | None = None) -> None:
+    """An integer option ``flag`` in lo..hi (the range check names the option)."""
+    g.add_argument(flag, type=int_in(flag, lo, hi), default=default, metavar="N", help=help)
+
+
+def _add_input_args(g: argparse.ArgumentParser) -> None:
     g.add_argument("--labels", required=True, metavar="MAP", help="painted class map (PNG, ...)")
     g.add_argument("--out", required=True, metavar="DIR", help="output folder (created; files replaced)")
     g.add_argument("--model", metavar="PATH", help=".onnx or .safetensors model (default: built-in)")
-    g.add_argument(
-        "--seed", type=int_in("--seed", 0, SEED_MAX), default=0, metavar="N",
-        help="which variation of the map (default 0); the same map and seed give the same terrain",
-    )  # fmt: skip
+    seed_help = "which variation of the map (default 0); the same map and seed give the same terrain"
+    _add_int(g, "--seed", 0, SEED_MAX, seed_help, default=0)
     g.add_argument("--size", type=parse_size, metavar="WxH", help="resize the map first (nearest)")
-    g.add_argument(
-        "--tile",
-        type=int_in("--tile", 0, MAX_SIDE),
-        default=None,
-        metavar="N",
-        help="generate in tiles of N pixels (0 = never; default: automatic above 1024)",
+
+
+def _add_tiling_args(g: argparse.ArgumentParser) -> None:
+    _add_int(
+        g, "--tile", 0, MAX_SIDE, "generate in tiles of N pixels (0 = never; default: automatic above 1024)"
     )
-    g.add_argument(
-        "--overlap", type=int_in("--overlap", 0, 4096), default=None, metavar="N",
-        help="pixels shared and blended by neighbouring tiles (with --tile; default 64)",
-    )  # fmt: skip
+    _add_int(
+        g, "--overlap", 0, 4096, "pixels shared and blended by neighbouring tiles (with --tile; default 64)"
+    )
+
+
+def _add_output_args(g: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--format",
         type=_formats,
@@ -142,25 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help=f"metres per pixel (default {outputs.DEFAULT_CELL_SIZE_M:g})",
     )
-    g.add_argument(
-        "--obj-step",
-        type=int_in("--obj-step", 1, 1024),
-        default=None,
-        metavar="N",
-        help="keep every N-th height sample in the mesh; 1 = the full mesh (default: 1 up to "
-        f"{outputs.MESH_FULL_MAX_SIDE} px per side, else at most "
-        f"{outputs.MESH_VERTEX_BUDGET:,} vertices)",
-    )
+    _add_int(
+        g, "--obj-step", 1, 1024,
+        "keep every N-th height sample in the mesh; 1 = the full mesh (default: 1 up to "
+        f"{outputs.MESH_FULL_MAX_SIDE} px per side, else at most {outputs.MESH_VERTEX_BUDGET:,} vertices)",
+    )  # fmt: skip
     g.add_argument("--obj-up", choices=("y", "z"), default="y", help="OBJ up axis (default y)")
+
+
+def _add_runtime_args(g: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--runtime",
         choices=("onnx", "torch"),
         help="check the model runs on this runtime; without --model, pick the built-in default of its type",
     )
-    g.add_argument(
-        "--threads", type=int_in("--threads", 1, 1024), default=None, metavar="N",
-        help="CPU threads for the network (default: the runtime's choice)",
-    )  # fmt: skip
+    _add_int(g, "--threads", 1, 1024, "CPU threads for the network (default: the runtime's choice)")
     g.add_argument(
         "--device", choices=("cpu", "cuda", "mps", "auto"), default="cpu",
         help="where the network runs (mps and auto: torch models only); default cpu",
@@ -171,20 +185,54 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GB",
         help="refuse runs estimated to need more (default: the memory available now)",
     )
+
+
+def _add_erosion_args(g: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--erosion", choices=LEVELS, default="off",
         help="erode the generated relief (rivers, talus, sediment) and write flow.png, deposition.png, "
         "wear.png beside the splat maps; default off (docs/EROSION.md)",
     )  # fmt: skip
-    g.add_argument(
-        "--erosion-steps", type=int_in("--erosion-steps", 0, 1000), default=None, metavar="N",
-        help="erosion steps instead of the level's own (expert)",
-    )  # fmt: skip
-    g.add_argument("-q", "--quiet", action="store_true", help="print only errors")
-    i = sub.add_parser("info", help="print a model's metadata")
-    i.add_argument("--model", metavar="PATH", help=".onnx or .safetensors model (default: built-in)")
-    i.add_argument("--json", action="store_true", help="the full metadata as JSON")
-    return p
+    _add_int(g, "--erosion-steps", 0, 1000, "erosion steps instead of the level's own (expert)")
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """What ``generate`` was asked for, typed: built once from the parsed command line (``from_args``)."""
+
+    labels: str  # the painted class map's file
+    out: str  # output folder
+    model: str | None = None  # .onnx or .safetensors file; None = the built-in default
+    seed: int = 0
+    size: tuple[int, int] | None = None  # (width, height) the map is resized to (nearest); None = its own
+    tile: int | None = None  # tile side in pixels; None = automatic, 0 = never
+    overlap: int | None = None  # pixels neighbouring tiles share; None = the runtime's default
+    formats: tuple[str, ...] | None = None  # None = outputs.DEFAULT_FORMATS, the mesh reduced by size
+    plus_one: bool = False  # height files and mesh on (W+1) x (H+1) corner samples
+    engine: str | None = None  # height files on this engine's grid ("unity", "unreal"); None = ours
+    size_m: float | None = None  # terrain width in metres; None = cell_size_m per pixel
+    cell_size_m: float | None = None  # metres per pixel; None = outputs.DEFAULT_CELL_SIZE_M
+    obj_step: int | None = None  # keep every N-th sample in the mesh; None = by size or --format
+    obj_up: str = "y"  # OBJ up axis, "y" or "z"
+    runtime: str | None = None  # "onnx" or "torch": the model must run there; None = by file type
+    threads: int | None = None  # CPU threads for the network; None = the runtime's default
+    device: str = "cpu"  # "cpu", "cuda", "mps" (torch) or "auto"
+    max_memory_gb: float | None = None  # refuse runs estimated above this; None = memory available now
+    erosion: str = "off"  # erosion level (terrain_core.erosion.LEVELS)
+    erosion_steps: int | None = None  # steps instead of the level's own; None = the level's
+    quiet: bool = False  # print only errors
+    argv: tuple[str, ...] = ()  # the arguments as given, for meta.json's "command"
+
+    @classmethod
+    def from_args(cls, ns: argparse.Namespace, argv: Sequence[str]) -> GenerateOptions:
+        """The options of a parsed ``generate`` command line (``argv``: the arguments it was parsed from)."""
+        return cls(
+            labels=ns.labels, out=ns.out, model=ns.model, seed=ns.seed, size=ns.size, tile=ns.tile,
+            overlap=ns.overlap, formats=ns.format, plus_one=ns.plus_one, engine=ns.engine,
+            size_m=ns.size_m, cell_size_m=ns.cell_size, obj_step=ns.obj_step, obj_up=ns.obj_up,
+            runtime=ns.runtime, threads=ns.threads, device=ns.device, max_memory_gb=ns.max_memory,
+            erosion=ns.erosion, erosion_steps=ns.erosion_steps, quiet=ns.quiet, argv=tuple(argv),
+        )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------- memory
@@ -259,186 +307,62 @@ class _Progress:
         print(f"\r  generating: {pct:3d}%", end=end, file=self.stream, flush=True)
 
 
-def _model_for_runtime(model: str | None, runtime: str | None) -> str | Path | None:
+def _model_for_runtime(opts: GenerateOptions) -> Path | None:
     """The model path to load: ``--model`` checked against ``--runtime``, or the default of that type."""
-    from terrain_core.runtime import MODELS_DIR
+    from terrain_core.model_format import ModelFileError, choose_model_path
 
-    suffix = {"onnx": ".onnx", "torch": ".safetensors"}.get(runtime or "")
-    if model is not None:
-        if suffix and Path(model).suffix != suffix:
-            raise CliError(f"--runtime {runtime} needs a {suffix} model file, got {model}")
-        return model
-    if suffix is None:
-        return None
-    p = MODELS_DIR / f"default{suffix}"
-    if p.is_file() and p.stat().st_size > 0:
-        return p
-    if runtime == "torch":
-        return None  # the untrained stand-in runs on torch
-    raise CliError(f"no built-in {suffix} model is shipped; give one with --model")
+    try:
+        return choose_model_path(opts.model, opts.runtime, strict=True)
+    except ModelFileError as e:
+        raise CliError(f"--runtime {opts.runtime}: {e}") from None
 
 
-def cmd_generate(args: argparse.Namespace, out_stream, err_stream) -> int:
+def cmd_generate(opts: GenerateOptions, out_stream, err_stream) -> int:
     t_start = time.perf_counter()
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=out_stream, flush=True))
-    out_dir = Path(args.out)
-    if args.tile is None and args.overlap is not None:
+    say = (lambda *a: None) if opts.quiet else (lambda *a: print(*a, file=out_stream, flush=True))
+    if opts.tile is None and opts.overlap is not None:
         raise CliError("--overlap needs --tile N")
-    if args.erosion == "off" and args.erosion_steps:
+    if opts.erosion == "off" and opts.erosion_steps:
         raise CliError("--erosion-steps needs --erosion light, medium or strong")
     # The output folder is checked and locked before any work, and stays locked until the files are in.
     try:
-        out = OutputSet(out_dir, what="--out").open()
+        out = OutputSet(Path(opts.out), what="--out").open()
     except OutputPathError as e:
         raise CliError(str(e)) from None
     try:
-        return _generate(args, out, say, t_start, out_stream, err_stream)
+        return _generate(opts, out, say, t_start, err_stream)
     finally:
         out.close()
 
 
-def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out_stream, err_stream) -> int:
-    from terrain_core import imageio
-    from terrain_core.runtime import ModelFileError, RuntimeUnavailableError, TerrainGenerator
-
-    out_dir = out.folder
-
+def _generate(opts: GenerateOptions, out: OutputSet, say, t_start: float, err_stream) -> int:
+    """Read, check, generate, erode, write and report: the steps of ``generate`` in order."""
     t0 = time.perf_counter()
-    try:
-        labels = imageio.read_label_map(args.labels)
-    except LabelMapError as e:
-        raise CliError(str(e)) from None
+    labels = _read_map(opts.labels)
     t_read = time.perf_counter() - t0
     src_h, src_w = labels.shape
-    width, height = args.size if args.size else (src_w, src_h)
-
-    model_path = _model_for_runtime(args.model, args.runtime)
-    try:
-        gen = TerrainGenerator.load(model_path, device=args.device, threads=args.threads)
-    except (ModelFileError, RuntimeUnavailableError) as e:
-        raise CliError(str(e)) from None
-    except ValueError as e:
-        raise CliError(f"--model: {e}") from None
-
-    # Tiling as the runtime will do it (automatic above its tile size), then the memory check: before
-    # the resize, so that a huge --size is refused without allocating it.
-    if args.tile is None:
-        eff_tile = gen.tile_size if max(width, height) > gen.tile_size else None
-    else:
-        eff_tile = args.tile or None
-    need = estimate_memory_bytes(gen.config, width, height, eff_tile)
-    limit = args.max_memory * 1e9 if args.max_memory else available_memory_bytes()
-    if limit is not None and need > 0.9 * limit:
-        have = f"the {_fmt_bytes(limit)} " + ("allowed by --max-memory" if args.max_memory else "available")
-        if eff_tile is None:
-            raise CliError(
-                f"a {width}x{height} map without tiling needs about {_fmt_bytes(need)} of memory, more than "
-                f"{have}; use --tile 512 (or a smaller --size)"
-            )
-        raise CliError(
-            f"a {width}x{height} map needs about {_fmt_bytes(need)} of memory even in {eff_tile}-pixel "
-            f"tiles, more than {have}; use a smaller --size"
-        )
+    width, height = opts.size if opts.size else (src_w, src_h)
+    gen = _load_generator(opts)
+    # The memory check comes before the resize, so that a huge --size is refused without allocating it.
+    _check_memory(gen, opts, width, height)
     if (width, height) != (src_w, src_h):
         labels = resize_nearest(labels, height, width)
-
     model_desc = gen.name + (
         " (untrained weights: the output is noise-like, not terrain)" if gen.untrained else ""
     )
-    say(f"map: {args.labels} ({src_w}x{src_h}" + (f", resized to {width}x{height})" if args.size else ")"))
+    say(f"map: {opts.labels} ({src_w}x{src_h}" + (f", resized to {width}x{height})" if opts.size else ")"))
     say(f"model: {model_desc} [{gen.runtime}, {gen.device}]")
     t0 = time.perf_counter()
-    try:
-        result = gen.generate(
-            labels,
-            seed=args.seed,
-            tile=args.tile,
-            overlap=args.overlap,  # None: the runtime's default, at most half the tile
-            progress=_Progress(args.quiet or not err_stream.isatty(), err_stream),
-        )
-    except (LabelMapError, ValueError) as e:
-        raise CliError(str(e)) from None
-    except MemoryError:
-        raise CliError(
-            f"out of memory generating {width}x{height}; use --tile 512 or a smaller --size"
-        ) from None
+    result = _run_generator(gen, labels, opts, err_stream)
     t_generate = time.perf_counter() - t0
-    if not np.isfinite(result.height).all():
-        where = args.model or "the built-in model"
-        raise CliError(f"{where}: the model produced NaN or infinite heights; its weights are broken")
-    masks, erosion_meta = _erode(result, args, say)
-
-    info = gen.info
-    extra = {
-        "inputs": {
-            "labels": str(Path(args.labels).resolve()),
-            "labels_size": [src_w, src_h],
-            "size": [width, height],
-            "resized": bool(args.size and (width, height) != (src_w, src_h)),
-            "class_shares": class_shares(labels),
-        },
-        "model_info": {
-            k: info.get(k)
-            for k in ("name", "path", "runtime", "device", "untrained", "terrain_core_version", "created")
-        },
-        "generation": {"tile": args.tile, "overlap": args.overlap, "seed": args.seed},
-        "command": " ".join([PROG, *args.argv]),
-        "timings": {"read_map": t_read, "generate": t_generate},
-    }
-    if erosion_meta is not None:
-        extra["erosion"] = erosion_meta
-    formats = args.format or outputs.DEFAULT_FORMATS
-    # The mesh grid (pixels, or corners with --plus-one) and its step: by size, unless asked for.
-    mesh_h, mesh_w = (height + 1, width + 1) if args.plus_one else (height, width)
-    if args.obj_step is not None:
-        obj_step = args.obj_step
-    elif args.format is not None:  # obj named in an explicit --format: the full mesh, as asked
-        obj_step = 1
-    else:
-        obj_step = outputs.mesh_step(mesh_h, mesh_w)
+    masks, erosion_meta = _erode(result, opts, say)
+    timings = {"read_map": t_read, "generate": t_generate}
+    extra = _run_meta(opts, gen.info, labels, (src_w, src_h), timings, erosion_meta)
+    plan = _MeshPlan.of(opts, width, height)
     t0 = time.perf_counter()
-    try:
-        files = outputs.write_outputs(
-            result,
-            out,
-            formats,
-            plus_one=args.plus_one,
-            engine=args.engine,
-            size_m=args.size_m,
-            cell_size_m=args.cell_size,
-            obj_step=obj_step,
-            obj_up_axis=args.obj_up,
-            extra_meta=extra,
-            masks=masks,
-        )
-    except (outputs.ExportError, ValueError) as e:
-        raise CliError(str(e)) from None
-    except MemoryError:
-        raise CliError(f"out of memory writing the {width}x{height} outputs; use a smaller --size") from None
+    files = _write(result, out, opts, plan.step, extra, masks)
     t_write = time.perf_counter() - t0
-
-    lo, hi = result.height_range_m
-    h_min, h_max = (
-        lo + (float(v) + 1.0) * 0.5 * (hi - lo) for v in (result.height.min(), result.height.max())
-    )
-    say(f"height: {h_min:.1f} .. {h_max:.1f} m (model range {lo:g} .. {hi:g} m)")
-    if "obj" in formats and obj_step > 1:
-        kept = [len(objmesh.grid_indices(n, obj_step)) for n in (mesh_w, mesh_h)]
-        say(
-            f"mesh: reduced to every {_ordinal(obj_step)} sample, {kept[0]}x{kept[1]} of {mesh_w}x{mesh_h} "
-            "vertices" + (" (--obj-step 1 for the full mesh)" if args.obj_step is None else "")
-        )
-    if args.engine:
-        nw, nh = outputs.engine_grid(args.engine, width, height)
-        say(
-            f"heights: {nw}x{nh} samples, {args.engine.capitalize()}'s recommended size "
-            "(import settings: engine_import in meta.json)"
-        )
-    if "obj" in formats and "texture" not in formats:
-        say("note: terrain.mtl refers to texture.png, which was not written (add texture to --format)")
-    say(f"wrote {len(files)} files to {out_dir.resolve()}:")
-    for name, path in files.items():
-        say(f"  {name:<12} {_fmt_bytes(path.stat().st_size):>10}")
+    _report(say, result, opts, plan, files, out.folder)
     say(
         f"time: read {t_read:.2f} s, generate {t_generate:.2f} s, write {t_write:.2f} s, "
         f"total {time.perf_counter() - t_start:.2f} s"
@@ -446,22 +370,184 @@ def _generate(args: argparse.Namespace, out: OutputSet, say, t_start: float, out
     return EXIT_OK
 
 
-def _erode(result, args: argparse.Namespace, say) -> tuple[dict | None, dict | None]:
+def _read_map(path: str) -> np.ndarray:
+    from terrain_core import imageio
+
+    try:
+        return imageio.read_label_map(path)
+    except LabelMapError as e:
+        raise CliError(str(e)) from None
+
+
+def _load_generator(opts: GenerateOptions):
+    from terrain_core.runtime import ModelFileError, RuntimeUnavailableError, TerrainGenerator
+
+    model_path = _model_for_runtime(opts)
+    try:
+        return TerrainGenerator.load(model_path, device=opts.device, threads=opts.threads)
+    except (ModelFileError, RuntimeUnavailableError) as e:
+        raise CliError(str(e)) from None
+    except ValueError as e:
+        raise CliError(f"--model: {e}") from None
+
+
+def _check_memory(gen, opts: GenerateOptions, width: int, height: int) -> None:
+    """Refuse a run estimated to need more memory than allowed, tiled as the runtime will tile it."""
+    tile = gen.tile_side(height, width, opts.tile)
+    need = estimate_memory_bytes(gen.config, width, height, tile)
+    limit = opts.max_memory_gb * 1e9 if opts.max_memory_gb else available_memory_bytes()
+    if limit is None or need <= 0.9 * limit:
+        return
+    have = f"the {_fmt_bytes(limit)} " + ("allowed by --max-memory" if opts.max_memory_gb else "available")
+    if tile is None:
+        raise CliError(
+            f"a {width}x{height} map without tiling needs about {_fmt_bytes(need)} of memory, more than "
+            f"{have}; use --tile 512 (or a smaller --size)"
+        )
+    raise CliError(
+        f"a {width}x{height} map needs about {_fmt_bytes(need)} of memory even in {tile}-pixel "
+        f"tiles, more than {have}; use a smaller --size"
+    )
+
+
+def _run_generator(gen, labels: np.ndarray, opts: GenerateOptions, err_stream):
+    h, w = labels.shape
+    try:
+        result = gen.generate(
+            labels,
+            seed=opts.seed,
+            tile=opts.tile,
+            overlap=opts.overlap,  # None: the runtime's default, at most half the tile
+            progress=_Progress(opts.quiet or not err_stream.isatty(), err_stream),
+        )
+    except (LabelMapError, ValueError) as e:
+        raise CliError(str(e)) from None
+    except MemoryError:
+        raise CliError(f"out of memory generating {w}x{h}; use --tile 512 or a smaller --size") from None
+    if not np.isfinite(result.height).all():
+        where = opts.model or "the built-in model"
+        raise CliError(f"{where}: the model produced NaN or infinite heights; its weights are broken")
+    return result
+
+
+def _run_meta(
+    opts: GenerateOptions,
+    info: dict,
+    labels: np.ndarray,
+    src_size: tuple[int, int],
+    timings: dict[str, float],
+    erosion_meta: dict | None,
+) -> dict[str, Any]:
+    """What meta.json records of the run beyond the result: inputs, model, settings, command."""
+    h, w = labels.shape
+    extra: dict[str, Any] = {
+        "inputs": {
+            "labels": str(Path(opts.labels).resolve()),
+            "labels_size": list(src_size),
+            "size": [w, h],
+            "resized": bool(opts.size and (w, h) != src_size),
+            "class_shares": class_shares(labels),
+        },
+        "model_info": {
+            k: info.get(k)
+            for k in ("name", "path", "runtime", "device", "untrained", "terrain_core_version", "created")
+        },
+        "generation": {"tile": opts.tile, "overlap": opts.overlap, "seed": opts.seed},
+        "command": " ".join([PROG, *opts.argv]),
+        "timings": timings,
+    }
+    if erosion_meta is not None:
+        extra["erosion"] = erosion_meta
+    return extra
+
+
+@dataclass(frozen=True)
+class _MeshPlan:
+    """The mesh grid (pixels, or corners with --plus-one) and the step the OBJ keeps of it."""
+
+    rows: int
+    cols: int
+    step: int
+    asked: bool  # the step was given with --obj-step
+
+    @classmethod
+    def of(cls, opts: GenerateOptions, width: int, height: int) -> _MeshPlan:
+        rows, cols = (height + 1, width + 1) if opts.plus_one else (height, width)
+        if opts.obj_step is not None:
+            step = opts.obj_step
+        elif opts.formats is not None:  # obj named in an explicit --format: the full mesh, as asked
+            step = 1
+        else:
+            step = outputs.mesh_step(rows, cols)
+        return cls(rows, cols, step, opts.obj_step is not None)
+
+
+def _write(result, out: OutputSet, opts: GenerateOptions, obj_step: int, extra: dict, masks) -> dict:
+    h, w = result.size
+    try:
+        return outputs.write_outputs(
+            result,
+            out,
+            opts.formats or outputs.DEFAULT_FORMATS,
+            plus_one=opts.plus_one,
+            engine=opts.engine,
+            size_m=opts.size_m,
+            cell_size_m=opts.cell_size_m,
+            obj_step=obj_step,
+            obj_up_axis=opts.obj_up,
+            extra_meta=extra,
+            masks=masks,
+        )
+    except (outputs.ExportError, ValueError) as e:
+        raise CliError(str(e)) from None
+    except MemoryError:
+        raise CliError(f"out of memory writing the {w}x{h} outputs; use a smaller --size") from None
+
+
+def _report(say, result, opts: GenerateOptions, plan: _MeshPlan, files: dict, out_dir: Path) -> None:
+    """The lines a finished run prints: heights, mesh reduction, engine grid, notes, the files."""
+    h, w = result.size
+    formats = opts.formats or outputs.DEFAULT_FORMATS
+    lo, hi = result.height_range_m
+    h_min, h_max = (
+        lo + (float(v) + 1.0) * 0.5 * (hi - lo) for v in (result.height.min(), result.height.max())
+    )
+    say(f"height: {h_min:.1f} .. {h_max:.1f} m (model range {lo:g} .. {hi:g} m)")
+    if "obj" in formats and plan.step > 1:
+        kept = [len(objmesh.grid_indices(n, plan.step)) for n in (plan.cols, plan.rows)]
+        say(
+            f"mesh: reduced to every {_ordinal(plan.step)} sample, {kept[0]}x{kept[1]} of "
+            f"{plan.cols}x{plan.rows} vertices" + ("" if plan.asked else " (--obj-step 1 for the full mesh)")
+        )
+    if opts.engine:
+        nw, nh = outputs.engine_grid(opts.engine, w, h)
+        say(
+            f"heights: {nw}x{nh} samples, {opts.engine.capitalize()}'s recommended size "
+            "(import settings: engine_import in meta.json)"
+        )
+    if "obj" in formats and "texture" not in formats:
+        say("note: terrain.mtl refers to texture.png, which was not written (add texture to --format)")
+    say(f"wrote {len(files)} files to {out_dir.resolve()}:")
+    for name, path in files.items():
+        say(f"  {name:<12} {_fmt_bytes(path.stat().st_size):>10}")
+
+
+def _erode(result, opts: GenerateOptions, say) -> tuple[dict | None, dict | None]:
     """Erode ``result`` in place of its height when ``--erosion`` asks; the masks and meta.json's entry."""
-    if args.erosion == "off":
+    if opts.erosion == "off":
         return None, None
     from terrain_core import erosion
 
     h, w = result.size
-    cell = args.size_m / w if args.size_m else args.cell_size or outputs.DEFAULT_CELL_SIZE_M
+    cell = opts.size_m / w if opts.size_m else opts.cell_size_m or outputs.DEFAULT_CELL_SIZE_M
     try:
         eroded = erosion.erode(
             result.height_m,
             result.labels,
-            strength=args.erosion,
-            iterations=args.erosion_steps,
+            strength=opts.erosion,
+            iterations=opts.erosion_steps,
             cell_size_m=float(cell),
-            seed=args.seed,
+            seed=opts.seed,
         )
     except erosion.ErosionError as e:
         raise CliError(f"--erosion: {e}") from None
@@ -472,41 +558,35 @@ def _erode(result, args: argparse.Namespace, say) -> tuple[dict | None, dict | N
     images, encodings = erosion.mask_images(eroded)
     b = eroded.balance
     say(
-        f"erosion: {args.erosion}, {eroded.settings['steps']} steps in {eroded.seconds:.2f} s; "
+        f"erosion: {opts.erosion}, {eroded.settings['steps']} steps in {eroded.seconds:.2f} s; "
         f"{b['eroded_m3'] / 1e6:.1f} million m3 moved, {b['outflow_m3'] / 1e6:.1f} out to water and edges"
     )
+    splat = "splat" in opts.formats
     meta = {
-        "level": args.erosion,
+        "level": opts.erosion,
         "cell_size_m": float(cell),
-        "seed": args.seed,
+        "seed": opts.seed,
         "settings": eroded.settings,
         "balance_m3": b,
-        "masks": encodings if "splat" in args.format else {},
+        "masks": encodings if splat else {},
     }
-    return (images if "splat" in args.format else None), meta
+    return (images if splat else None), meta
 
 
-def cmd_info(args: argparse.Namespace, out_stream, err_stream) -> int:
-    from terrain_core.config import ShadowConfig, preset
-    from terrain_core.model_format import build_metadata
+def cmd_info(model: str | None, as_json: bool, out_stream) -> int:
+    from terrain_core.model_format import choose_model_path
     from terrain_core.runtime import (
         UNTRAINED_PRESET,
         ModelFileError,
         RuntimeUnavailableError,
-        default_model_path,
         read_model_metadata,
+        untrained_metadata,
     )
 
-    path = Path(args.model) if args.model else default_model_path()
+    path = choose_model_path(model or None)
     try:
         if path is None:  # what `generate` uses without a shipped model (built without torch here)
-            meta = build_metadata(
-                preset(UNTRAINED_PRESET),
-                ShadowConfig(),
-                name=f"untrained-{UNTRAINED_PRESET}",
-                provenance={"untrained": True, "preset": UNTRAINED_PRESET, "init_seed": 0},
-                created="",
-            )
+            meta = untrained_metadata()
             meta["path"] = None
             meta["created"] = ""  # made on the fly, not a file with a date
         else:
@@ -514,7 +594,7 @@ def cmd_info(args: argparse.Namespace, out_stream, err_stream) -> int:
             meta["path"] = str(path)
     except (ModelFileError, RuntimeUnavailableError) as e:
         raise CliError(str(e)) from None
-    if args.json:
+    if as_json:
         print(json.dumps(meta, indent=2), file=out_stream)
         return EXIT_OK
     g = meta.get("generator", {})
@@ -553,15 +633,14 @@ def main(argv: Sequence[str] | None = None, *, stdout=None, stderr=None) -> int:
             try:
                 argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
                 args = parser.parse_args(argv)
-                args.argv = argv
             except SystemExit as e:  # --help (0)
                 return int(e.code or 0)
             if args.command is None:
                 parser.print_help(out_stream)
                 return EXIT_USAGE
             if args.command == "generate":
-                return cmd_generate(args, out_stream, err_stream)
-            return cmd_info(args, out_stream, err_stream)
+                return cmd_generate(GenerateOptions.from_args(args, argv), out_stream, err_stream)
+            return cmd_info(args.model, args.json, out_stream)
     except CliError as e:
         print(f"error: {one_line(e)}", file=err_stream)
         return EXIT_USAGE

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +90,42 @@ class ModelFileError(ValueError):
     """A model file is missing or is not a valid terrain_core export; the message says which and why."""
 
 
-def default_model_path() -> Path | None:
-    """The shipped default model: ``models/default.onnx``, else ``models/default.safetensors``, else None."""
-    for name in ("default.onnx", "default.safetensors"):
-        p = MODELS_DIR / name
+# The model file each runtime loads, in the order a default is preferred when no runtime is asked for.
+RUNTIME_SUFFIXES = {"onnx": ".onnx", "torch": ".safetensors"}
+
+
+def default_model_path(runtime: str | None = None) -> Path | None:
+    """The shipped default model of a runtime ("onnx": ``models/default.onnx``, "torch":
+    ``models/default.safetensors``; None: the .onnx, else the .safetensors), or None when none is shipped."""
+    for suffix in [RUNTIME_SUFFIXES[runtime]] if runtime else RUNTIME_SUFFIXES.values():
+        p = MODELS_DIR / f"default{suffix}"
         if p.is_file() and p.stat().st_size > 0:
             return p
     return None
+
+
+def choose_model_path(
+    model: str | os.PathLike | None = None, runtime: str | None = None, *, strict: bool = False
+) -> Path | None:
+    """The model file to load: ``model`` when given, else the shipped default of ``runtime``'s type, else
+    any shipped default (:func:`default_model_path`); None = none is shipped (the untrained stand-in).
+
+    ``runtime``: "onnx" or "torch" (any case), or None / "auto" for no preference. ``strict`` (a runtime
+    the user insists on, the CLI's ``--runtime``): ``model`` must be that runtime's file type, and "onnx"
+    without a shipped .onnx model is an error instead of a fallback. Raises ``ModelFileError``.
+    """
+    kind = None if runtime is None or runtime.lower() == "auto" else runtime.lower()
+    if kind is not None and kind not in RUNTIME_SUFFIXES:
+        raise ValueError(f"runtime must be one of auto, {', '.join(RUNTIME_SUFFIXES)}, got {runtime!r}")
+    suffix = RUNTIME_SUFFIXES.get(kind or "")
+    if model is not None:
+        if strict and suffix and Path(model).suffix != suffix:
+            raise ModelFileError(f"the {kind} runtime needs a {suffix} model file, got {model}")
+        return Path(model)
+    shipped = default_model_path(kind) if kind else None
+    if shipped is None and strict and kind == "onnx":
+        raise ModelFileError(f"no built-in {suffix} model is shipped; give a model file")
+    return shipped or default_model_path()
 
 
 def validate_metadata(meta: Any, source: str) -> tuple[GeneratorConfig, ShadowConfig]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -36,6 +35,7 @@ from terrain_core.model_format import (  # noqa: F401  (the format's names stay 
     OUTPUT_NAMES,
     ModelFileError,
     build_metadata,
+    choose_model_path,
     default_model_path,
     input_names,
     parse_meta_json,
@@ -44,11 +44,18 @@ from terrain_core.model_format import (  # noqa: F401  (the format's names stay 
 )
 from terrain_core.noise import GeneratorInputs, draw_inputs
 from terrain_core.result import TerrainResult
+from terrain_core.tiling import (
+    DEFAULT_TILE,
+    blend_weights,
+    pad_labels,
+    padded_shape,
+    tile_layout,
+    tile_overlap,
+    tile_side,
+)
 
 _log = logging.getLogger("terrain_core")
 
-DEFAULT_TILE = 1024  # maps with a side above this are generated in tiles of this size (pixels)
-DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles and blended
 MAX_SIDE = 16384  # larger maps need more than ~7.5 GB for the float outputs alone: refused up front
 UNTRAINED_PRESET = "small"
 UNTRAINED_WARNING = (
@@ -92,6 +99,17 @@ def _existing(path: str | os.PathLike) -> Path:
     if p.stat().st_size == 0:
         raise ModelFileError(f"{p}: model file is empty")
     return p
+
+
+def untrained_metadata() -> dict:
+    """The metadata of the untrained stand-in (``TerrainGenerator.untrained_default``), made without torch."""
+    return build_metadata(
+        preset(UNTRAINED_PRESET),
+        ShadowConfig(),
+        name=f"untrained-{UNTRAINED_PRESET}",
+        provenance={"untrained": True, "preset": UNTRAINED_PRESET, "init_seed": 0},
+        created="",
+    )
 
 
 # ------------------------------------------------------------------------------------------- backends
@@ -286,83 +304,7 @@ class _TorchBackend:
             return tuple(t.float().cpu().numpy() for t in out)
 
 
-# ---------------------------------------------------------------------------------------------- tiling
-
-
-def tile_starts(n: int, tile: int, overlap: int, align: int) -> list[int]:
-    """Start offsets of tiles of length ``tile`` covering ``0..n`` with at least ``overlap`` shared pixels.
-
-    ``n`` and ``tile`` are multiples of ``align``; starts are too (the noise crop needs it). Starts are
-    spread evenly, so every seam gets about the same overlap (not a thin sliver at the end).
-    """
-    if n <= tile:
-        return [0]
-    count = math.ceil((n - overlap) / (tile - overlap))
-    span = n - tile
-    starts = sorted({align * round(i * span / (count - 1) / align) for i in range(count)})
-    return starts
-
-
-def tile_layout(n: int, tile: int, overlap: int, align: int) -> tuple[int, list[int]]:
-    """(tile length, starts) along one axis of ``n`` pixels for tiles of at most ``tile`` pixels.
-
-    The fewest tiles that cover ``n`` with ``overlap`` shared pixels, then shrunk to the smallest length
-    (a multiple of ``align``) that still does: the overlap then stays close to the one asked for instead of
-    growing, and less is computed twice (4096 px in tiles of 1024: 5 tiles of 896, not 5 of 1024).
-    """
-    if n <= tile:
-        return n, [0]
-    count = math.ceil((n - overlap) / (tile - overlap))
-    length = min(tile, max(2 * align, -(-(n + (count - 1) * overlap) // (count * align)) * align))
-    # The overlap may use at most half a tile; rounded up to ``align`` (tile is a multiple of it).
-    length = max(length, min(tile, -(-2 * overlap // align) * align))
-    return length, tile_starts(n, length, overlap, align)
-
-
-def blend_weights(starts: list[int], tile: int, n: int) -> list[np.ndarray]:
-    """1-D blending weights of each tile (length ``min(tile, n)``), summing to 1 at every pixel of 0..n.
-
-    Across each overlap a tile's weight ramps with a raised cosine from ~0 at its edge to 1 where its
-    neighbour's edge is: the tile edges (the least reliable pixels, padded inside the network) count least,
-    and the blend has no kink. Canvas borders get no ramp. Weights are normalised by their sum, which also
-    covers a pixel shared by three tiles.
-    """
-    length = min(tile, n)
-    raw = []
-    for i, s in enumerate(starts):
-        w = np.ones(length, np.float64)
-        if i > 0:
-            ov = starts[i - 1] + length - s  # shared with the previous tile
-            if ov > 0:
-                w[:ov] *= _ramp(ov)
-        if i + 1 < len(starts):
-            ov = s + length - starts[i + 1]
-            if ov > 0:
-                w[length - ov :] *= _ramp(ov)[::-1]
-        raw.append(w)
-    total = np.zeros(n, np.float64)
-    for s, w in zip(starts, raw, strict=True):
-        total[s : s + length] += w
-    return [(w / total[s : s + length]).astype(np.float32) for s, w in zip(starts, raw, strict=True)]
-
-
-def _ramp(n: int) -> np.ndarray:
-    """Raised cosine over n pixels, strictly inside (0, 1); ramp(n) + ramp(n)[::-1] == 1."""
-    t = (np.arange(n, dtype=np.float64) + 0.5) / n
-    return 0.5 - 0.5 * np.cos(np.pi * t)
-
-
-def _pad_labels(lab: np.ndarray, hp: int, wp: int) -> np.ndarray:
-    """Reflect-pad a class map at the bottom/right to hp x wp (edge repeat for a 1-pixel side)."""
-    h, w = lab.shape
-    if (h, w) == (hp, wp):
-        return lab
-    out = lab
-    if hp > h:
-        out = np.pad(out, ((0, hp - h), (0, 0)), mode="reflect" if h > 1 else "edge")
-    if wp > w:
-        out = np.pad(out, ((0, 0), (0, wp - w)), mode="reflect" if w > 1 else "edge")
-    return out
+# ------------------------------------------------------------------------------------ network inputs
 
 
 def _one_hot(lab: np.ndarray, num_classes: int) -> np.ndarray:
@@ -370,6 +312,19 @@ def _one_hot(lab: np.ndarray, num_classes: int) -> np.ndarray:
     return (lab[None, None] == np.arange(num_classes, dtype=lab.dtype)[None, :, None, None]).astype(
         np.float32
     )
+
+
+def _checked_map_and_seed(labels: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
+    """(the class map as the result's own uint8 copy, the seed as an int), or ``LabelMapError`` /
+    ``ValueError`` saying what is wrong."""
+    lab = np.asarray(labels)
+    check_labels(lab)
+    h, w = lab.shape
+    if max(h, w) > MAX_SIDE:
+        raise LabelMapError(f"map of {w}x{h} pixels is larger than the supported {MAX_SIDE} per side")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    return lab.astype(np.uint8, copy=True), int(seed)  # not the caller's array
 
 
 def _is_cancelled(cancel: Any) -> bool:
@@ -419,10 +374,9 @@ class TerrainGenerator:
         """
         if threads is not None and int(threads) < 1:
             raise ValueError(f"threads must be >= 1 or None, got {threads}")
+        path = choose_model_path(path)
         if path is None:
-            path = default_model_path()
-            if path is None:
-                return cls.untrained_default(device=device, threads=threads)
+            return cls.untrained_default(device=device, threads=threads)
         p = _existing(path)
         if p.suffix.lower() == ".onnx":
             session, meta = _OnnxBackend.open(p, threads=threads, optimization=optimization, device=device)
@@ -467,13 +421,7 @@ class TerrainGenerator:
             torch.manual_seed(0)  # the same untrained weights every time: runs stay reproducible
             backend = _TorchBackend.build(gen, shadow, device, threads)
         backend.to_device()
-        meta = build_metadata(
-            gen,
-            shadow,
-            name=f"untrained-{UNTRAINED_PRESET}",
-            provenance={"untrained": True, "preset": UNTRAINED_PRESET, "init_seed": 0},
-            created="",
-        )
+        meta = untrained_metadata()
         _log.warning(UNTRAINED_WARNING.format(preset=UNTRAINED_PRESET))
         return cls(backend, meta, meta["name"], untrained=True)
 
@@ -523,50 +471,21 @@ class TerrainGenerator:
         polled from a helper thread during each run, which it then aborts.
         """
         t_start = time.perf_counter()
-        lab = np.asarray(labels)
-        check_labels(lab)
+        lab, seed = _checked_map_and_seed(labels, seed)
         h, w = lab.shape
-        if max(h, w) > MAX_SIDE:
-            raise LabelMapError(f"map of {w}x{h} pixels is larger than the supported {MAX_SIDE} per side")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
-        seed = int(seed)
-        lab = lab.astype(np.uint8, copy=True)  # the result keeps its own map, not the caller's array
-        cfg = self.config
-        ds = cfg.downsample
-        hp, wp = -(-h // ds) * ds, -(-w // ds) * ds
-        padded = _pad_labels(lab, hp, wp)
-        inputs = draw_inputs(cfg, hp, wp, seed)
+        hp, wp = padded_shape(h, w, self.config.downsample)
+        padded = pad_labels(lab, hp, wp)
+        inputs = draw_inputs(self.config, hp, wp, seed)
         timings = {"prepare": time.perf_counter() - t_start}
 
-        tile_px = self._tile_px(tile, hp, wp)
-        if overlap is None:
-            overlap = min(DEFAULT_OVERLAP, (tile_px or 0) // 2)
-        if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)):
-            raise ValueError(f"overlap must be a pixel count, got {overlap!r}")
-        overlap = int(overlap)
-        if tile_px is not None and overlap < 0:
-            raise ValueError(f"overlap must be >= 0, got {overlap}")
-        if tile_px is not None and overlap >= tile_px // 2 + 1:
-            raise ValueError(f"overlap {overlap} must be at most half the tile ({tile_px})")
+        tile_px = self.tile_side(h, w, tile)
+        overlap = tile_overlap(overlap, tile_px)
         if progress is not None:
             progress(0.0)
         if tile_px is None:
-            if _is_cancelled(cancel):
-                raise GenerationCancelled("generation cancelled")
-            t0 = time.perf_counter()
-            tex, height, shaded = self._backend.run(
-                _one_hot(padded, cfg.num_classes), inputs.z, inputs.noises, cancel
+            texture, shaded_img, height_img = self._generate_whole(
+                padded, inputs, (h, w), progress, cancel, timings
             )
-            timings["network"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            texture = np.ascontiguousarray(tex[0, :, :h, :w].transpose(1, 2, 0), dtype=np.float32)
-            shaded_img = np.ascontiguousarray(shaded[0, :, :h, :w].transpose(1, 2, 0), dtype=np.float32)
-            height_img = np.ascontiguousarray(height[0, 0, :h, :w], dtype=np.float32)
-            timings["assemble"] = time.perf_counter() - t0
-            timings["tiles"] = 1.0
-            if progress is not None:
-                progress(1.0)
         else:
             texture, shaded_img, height_img = self._generate_tiled(
                 padded, inputs, (h, w), tile_px, overlap, progress, cancel, timings
@@ -586,19 +505,32 @@ class TerrainGenerator:
             timings=timings,
         )
 
-    def _tile_px(self, tile: int | None, hp: int, wp: int) -> int | None:
-        """Tile side in pixels (a multiple of the downsampling), or None for one untiled pass."""
+    def tile_side(self, height: int, width: int, tile: int | None = None) -> int | None:
+        """The tile side (pixels) ``generate`` uses for a height x width map with this ``tile`` argument,
+        or None for one untiled pass (:func:`terrain_core.tiling.tile_side`)."""
         ds = self.config.downsample
-        if tile is None:
-            if max(hp, wp) <= self.tile_size:
-                return None
-            tile = self.tile_size
-        if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 0:
-            raise ValueError(f"tile must be None, 0 or a positive pixel count, got {tile!r}")
-        if tile == 0:
-            return None
-        t = max(2 * ds, int(tile) // ds * ds)
-        return None if t >= max(hp, wp) else t
+        hp, wp = padded_shape(height, width, ds)
+        return tile_side(tile, hp, wp, ds, self.tile_size)
+
+    def _generate_whole(self, padded, inputs: GeneratorInputs, size, progress, cancel, timings):
+        """One pass of the network over the padded canvas, cropped back to the map's size."""
+        h, w = size
+        if _is_cancelled(cancel):
+            raise GenerationCancelled("generation cancelled")
+        t0 = time.perf_counter()
+        tex, height, shaded = self._backend.run(
+            _one_hot(padded, self.config.num_classes), inputs.z, inputs.noises, cancel
+        )
+        timings["network"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        texture = np.ascontiguousarray(tex[0, :, :h, :w].transpose(1, 2, 0), dtype=np.float32)
+        shaded_img = np.ascontiguousarray(shaded[0, :, :h, :w].transpose(1, 2, 0), dtype=np.float32)
+        height_img = np.ascontiguousarray(height[0, 0, :h, :w], dtype=np.float32)
+        timings["assemble"] = time.perf_counter() - t0
+        timings["tiles"] = 1.0
+        if progress is not None:
+            progress(1.0)
+        return texture, shaded_img, height_img
 
     def _generate_tiled(
         self, padded, inputs: GeneratorInputs, size, tile, overlap, progress, cancel, timings

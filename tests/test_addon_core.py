@@ -421,3 +421,44 @@ def test_addon_imports_only_what_blender_has():
                     assert name.split(".")[1] in inference, f"{rel} imports {name} (not shipped)"
                 if rel.startswith("core/"):
                     assert top in stdlib or top in allowed_core, f"{rel} (pure half) imports {name}"
+
+
+def test_core_wheel_ships_every_module_its_modules_import():
+    """The add-on's core wheel (build_addon.CORE_MODULES) holds every terrain_core module that a shipped
+    module imports, at any depth of the file (terrain_core.nn travels separately, with torch)."""
+    import ast
+
+    import build_addon
+
+    shipped = set(build_addon.CORE_MODULES)
+    missing = []
+    for name in sorted(shipped):
+        for node in ast.walk(ast.parse((ROOT / "terrain_core" / f"{name}.py").read_text())):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "terrain_core":
+                mods = [f"terrain_core.{a.name}" for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                mods = [node.module]
+            else:
+                continue
+            for mod in mods:
+                parts = mod.split(".")
+                if parts[0] == "terrain_core" and len(parts) > 1 and parts[1] != "nn":
+                    if parts[1] not in shipped and (ROOT / "terrain_core" / f"{parts[1]}.py").is_file():
+                        missing.append(f"{name} imports {mod}")
+    assert not missing, missing
+
+
+def test_resolve_model_path_is_the_shared_choice_made_absolute(tmp_path, monkeypatch):
+    import terrain_core.model_format as mf
+
+    monkeypatch.setattr(mf, "MODELS_DIR", tmp_path)
+    assert pipeline.resolve_model_path("", "TORCH") is None  # nothing shipped: the untrained stand-in
+    for name in ("default.onnx", "default.safetensors"):
+        (tmp_path / name).write_bytes(b"x")
+    assert pipeline.resolve_model_path("", "AUTO") == str(tmp_path / "default.onnx")
+    assert pipeline.resolve_model_path("", "ONNX") == str(tmp_path / "default.onnx")
+    assert pipeline.resolve_model_path("", "TORCH") == str(tmp_path / "default.safetensors")
+    home = __import__("pathlib").Path.home()
+    assert pipeline.resolve_model_path("~/m.safetensors", "ONNX") == str((home / "m.safetensors").resolve())

@@ -31,11 +31,10 @@ from terrain_core.noise import draw_inputs  # noqa: E402
 from terrain_core.runtime import (  # noqa: E402
     GenerationCancelled,
     TerrainGenerator,
-    blend_weights,
     default_model_path,
     read_model_metadata,
-    tile_layout,
 )
+from terrain_core.tiling import blend_weights, tile_layout  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GEN, SHADOW = preset("tiny"), ShadowConfig()

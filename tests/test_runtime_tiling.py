@@ -1,5 +1,5 @@
-"""Tile layout and blending weights of tiled generation (pure numpy; the model-level checks are in
-test_runtime_generate.py)."""
+"""terrain_core.tiling: when to tile, the tile layout, blending weights and padding (pure numpy; the
+model-level checks are in test_runtime_generate.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from terrain_core.runtime import blend_weights, tile_layout, tile_starts
+from terrain_core.tiling import (
+    blend_weights,
+    pad_labels,
+    padded_shape,
+    tile_layout,
+    tile_overlap,
+    tile_side,
+    tile_starts,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -95,3 +103,40 @@ def test_tile_layout_of_a_4096_canvas_computes_less_twice():
     assert len(starts) == 5 and length == 896
     computed = (len(starts) * length) ** 2 / 4096**2
     assert computed < 1.25  # tiles of 1024 would compute 1.56x the map
+
+
+def test_padding_rounds_up_to_the_downsampling_and_reflects():
+    assert padded_shape(40, 56, 32) == (64, 64) and padded_shape(64, 1, 32) == (64, 32)
+    lab = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    np.testing.assert_array_equal(pad_labels(lab, 4, 5)[:, 3:], [[1, 0], [4, 3], [1, 0], [4, 3]])
+    assert pad_labels(lab, 2, 3) is lab  # nothing to pad: the map itself
+    np.testing.assert_array_equal(pad_labels(lab[:1], 3, 3), [[0, 1, 2]] * 3)  # one row: repeated
+
+
+@pytest.mark.parametrize(
+    "tile,hp,wp,expected",
+    [
+        (None, 1024, 512, None),  # automatic: not above the tile size
+        (None, 1056, 512, 1024),  # automatic: above it
+        (0, 4096, 4096, None),  # never
+        (100, 512, 512, 96),  # rounded down to the downsampling
+        (1, 512, 512, 64),  # at least two steps of it
+        (512, 512, 256, None),  # a tile covering the canvas is no tiling
+    ],
+)
+def test_tile_side_decides_when_and_how_large(tile, hp, wp, expected):
+    assert tile_side(tile, hp, wp, 32, auto_above=1024) == expected
+
+
+def test_tile_side_and_overlap_refuse_bad_values():
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="tile must be"):
+            tile_side(bad, 512, 512, 32)
+    assert tile_overlap(None, None) == 0 and tile_overlap(None, 512) == 64 and tile_overlap(None, 64) == 32
+    assert tile_overlap(32, 64) == 32
+    with pytest.raises(ValueError, match="at most half the tile"):
+        tile_overlap(33, 64)
+    with pytest.raises(ValueError, match=">= 0"):
+        tile_overlap(-1, 64)
+    with pytest.raises(ValueError, match="pixel count"):
+        tile_overlap(1.5, 64)

@@ -19,10 +19,10 @@ import numpy as np
 from terrain_core.erosion import LEVELS as EROSION_LEVELS
 from terrain_core.erosion import ErosionCancelled, ErosionError, erode, mask_images
 from terrain_core.labels import LabelMapError, check_labels, resize_nearest
+from terrain_core.model_format import choose_model_path
 from terrain_core.noise import check_seed
 from terrain_core.result import TerrainResult
 from terrain_core.runtime import (
-    MODELS_DIR,
     GenerationCancelled,
     ModelFileError,
     RuntimeUnavailableError,
@@ -136,15 +136,10 @@ _cache: dict[tuple, TerrainGenerator] = {}
 
 
 def resolve_model_path(model_path: str, runtime: str) -> str | None:
-    """The file to load: the user's, else the shipped default in the preferred runtime's format (None =
-    terrain_core's own choice, which also covers the untrained stand-in while no model is shipped)."""
-    if model_path:
-        return str(Path(model_path).expanduser().resolve())
-    if runtime == "TORCH":
-        p = MODELS_DIR / "default.safetensors"
-        if p.is_file():
-            return str(p)
-    return None
+    """The file to load, absolute (the cache key): the user's, else the shipped default in the preferred
+    runtime's format (``choose_model_path``; None = the untrained stand-in while no model is shipped)."""
+    path = choose_model_path(Path(model_path).expanduser() if model_path else None, runtime)
+    return None if path is None else str(path.resolve())
 
 
 def load_generator(model_path: str = "", runtime: str = "AUTO", device: str = "cpu", threads: int = 0):
