@@ -561,7 +561,7 @@ def _erode(result, opts: GenerateOptions, say) -> tuple[dict | None, dict | None
         f"erosion: {opts.erosion}, {eroded.settings['steps']} steps in {eroded.seconds:.2f} s; "
         f"{b['eroded_m3'] / 1e6:.1f} million m3 moved, {b['outflow_m3'] / 1e6:.1f} out to water and edges"
     )
-    splat = "splat" in opts.formats
+    splat = "splat" in (opts.formats or outputs.DEFAULT_FORMATS)
     meta = {
         "level": opts.erosion,
         "cell_size_m": float(cell),

@@ -99,3 +99,13 @@ def test_bad_erosion_settings_exit_2_with_one_line(tmp_path, extra, pattern):
     assert rc == 2
     assert pattern in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_erosion_with_the_default_formats_writes_its_masks(tmp_path):
+    # Without --format the default set (splat maps included) is written, and the masks go with it.
+    out = tmp_path / "out"
+    rc, _, err = run("generate", "--labels", MAP, "--size", "64", "--out", out, "--erosion", "light",
+                     "--erosion-steps", "1", "-q")  # fmt: skip
+    assert rc == 0, err
+    assert all((out / m).is_file() for m in MASKS)
+    assert json.loads((out / "meta.json").read_text())["erosion"]["masks"].keys() == set(MASKS)
