@@ -225,149 +225,244 @@ def erode(
         seed = check_seed(seed)  # the generator's seed range: erosion takes the same seed
     except ValueError as e:
         raise ErosionError(str(e)) from None
-    shape = np.asarray(height_m).shape
     lab = np.asarray(labels).astype(np.uint8, copy=False)
     z_start = np.asarray(height_m).reshape(-1)  # the caller's array, read only
     z = z_start.astype(np.float64)
-    n = z.size
-    cell = float(cell_size_m)
-    area = cell * cell
-    water = (lab == WATER).reshape(-1)
-    outlet = water | flow.edge_mask(shape).reshape(-1)
-    outlet2 = outlet.reshape(shape)
-    outflow = 0.0  # m^3 that left through outlets (water and the map edge)
+    grid = _Grid.of(lab, float(cell_size_m))
     if settings.steps and (settings.roughness_m > 0 or settings.roughness_slope > 0):
-        gy, gx = np.gradient(z.reshape(shape).astype(np.float32))  # float32: memory on large maps
-        g = np.hypot(gy, gx).reshape(-1)  # metres per cell
-        del gy, gx
-        # Level ground (a flat map, a lake's sediment floor) gets none: the roughness follows the relief.
-        amp = settings.roughness_m * np.minimum(g / 0.05, 1.0) + settings.roughness_slope * g
-        del g
-        bump = _roughness(shape, int(seed), settings.roughness_px, water) * amp
-        bump[water] = 0.0
-        land = ~water
-        if land.any():
-            bump[land] -= bump[land].mean()  # no volume made or lost
-            # never below the map's lowest point nor above its highest (the height range stays the
-            # caller's); what a bound adds or takes comes off the other side, so the sum stays 0
-            np.maximum(bump, float(z.min()) - z, out=bump)
-            up = bump > 0
-            extra, top = float(bump.sum()), float(bump[up].sum())
-            if extra > 0 and top > 0:
-                bump[up] *= 1.0 - extra / top
-            np.minimum(bump, float(z.max()) - z, out=bump)  # nor above its highest
-            down = bump < 0
-            short, bottom = float(bump.sum()), float(bump[down].sum())
-            if short < 0 and bottom < 0:
-                bump[down] *= 1.0 - short / bottom
-        z += bump
-        del bump, amp, land
+        z += _roughness_bump(z, grid, settings, seed)
     meta = {"level": strength if isinstance(strength, str) else float(strength), **asdict(settings)}
-
-    erod_class = np.asarray(ERODIBILITY)[lab].reshape(-1)
-    hard = hardness_field(shape, int(seed), settings.hardness_variation, settings.hardness_scale_px).reshape(
-        -1
-    )
-    # Per-node constants in float32: at 4096^2 every 8-byte array is 128 MiB of the 2 GiB budget.
-    k_node = (settings.fluvial_k * erod_class * hard).astype(np.float32)
-    del hard
-    kappa = (settings.diffusion * area * np.maximum(erod_class, 0.3)).astype(np.float32)  # m^2
-    kappa[water] = 0.0
-    tan_talus = np.tan(np.radians(np.asarray(TALUS_DEG, dtype=np.float32)))[lab].reshape(-1)
-    del erod_class
-
-    routing = tree = None
+    rates = _Rates.of(lab, grid, settings, seed)
+    outflow = _Outflow()  # m^3 that left through outlets (water and the map edge)
     for step in range(settings.steps):
         if cancel is not None and cancel():
             raise ErosionCancelled("erosion cancelled")
-        routing = tree = None  # free the last step's tree before building the next
-        routing = flow.route(z.reshape(shape), outlet2, cell)
-        tree = flow.FlowTree(routing.receiver)
-        rcv, dist = routing.receiver, routing.distance
-
-        # 2. Talus: over-steep excess slides one cell downhill (into water: it leaves).
-        if settings.talus_rate > 0:
-            excess = (z - z[rcv]) - tan_talus * dist
-            move = np.where((excess > 0) & ~outlet, settings.talus_rate * excess, 0.0)
-            del excess
-            z -= move
-            gain = np.bincount(rcv, weights=move, minlength=n)
-            outflow += float(gain[water].sum()) * area
-            gain[water] = 0.0
-            z += gain
-            del move, gain
-
-        # 3. Fluvial incision, implicit: z_i' = (z_i + F z_r') / (1 + F), F = K A^m / distance.
-        drainage = tree.accumulate(np.full(n, area))
-        lake = routing.lake_mask(z)
-        f = np.zeros(n)
-        ok = ~outlet & ~lake & (z[rcv] < z) & (dist > 0)
-        f[ok] = k_node[ok] * drainage[ok] ** settings.area_exponent / dist[ok]
-        del ok
-        f += 1.0  # solve z' = z / (1 + F) + F / (1 + F) * z'_receiver, in the arrays the solver works in
-        a = z / f
-        b = f - 1.0
-        b /= f
-        del f
-        z_new = tree.solve_in_place(a, b)
-        del a, b
-        np.minimum(z_new, z, out=z_new)  # rounding only: incision never raises
-        source = (z - z_new) * area  # m^3 set loose
-        z = z_new
-        del z_new
-
-        # 4. Sediment drops out on low slopes and small catchments; depressions trap it and fill from the
-        # bottom; outlets pass it out of the map.
-        if settings.deposition_g > 0:
-            slope = np.where(dist > 0, (z - z[rcv]) / np.maximum(dist, 1e-9), 0.0)
-            drop_share = (settings.deposition_g * area / drainage).astype(np.float32)
-            drop_share /= 1.0 + np.maximum(slope, 0.0) / settings.deposition_slope
-            np.clip(drop_share, 0.0, 1.0, out=drop_share)
-            del slope
-        else:
-            drop_share = np.zeros(n, np.float32)
-        del drainage
-        drop_share[lake] = 1.0
-        drop_share[outlet] = 0.0
-        for attempt in range(3):
-            if attempt == 2:
-                # What still spills from a chain of full depressions runs on, dropping nothing, to the
-                # outlets: every tree ends in one, so all of it leaves (no routing needed to count it).
-                outflow += float(source.sum())
-                break
-            arriving = tree.accumulate(source, np.subtract(1.0, drop_share, dtype=np.float32))
-            outflow += float(arriving[outlet].sum())
-            laid = drop_share * arriving
-            del arriving
-            trapped = np.where(lake, laid, 0.0)
-            laid[lake] = 0.0
-            z += laid / area
-            del laid
-            if not trapped.any():
-                break
-            add, spilled = _fill_depressions(z, routing, lake, trapped, area)
-            z += add
-            del add, trapped
-            if spilled.sum() <= 0:
-                break
-            source = np.zeros(n)
-            np.add.at(source, routing.spill[1:, 1], spilled[1:])
-            was_lake, lake = lake, routing.lake_mask(z)
-            drop_share[was_lake & ~lake] = 0.0  # a filled depression passes sediment on
-            del was_lake
-        del drop_share, source, lake
-
-        # 5. Hillslope diffusion (explicit, conservative); nothing flows out of water into land.
-        if settings.diffusion > 0:
-            z, gone = _diffuse(z, shape, kappa, cell, water)
-            outflow += gone * area
+        z = _erosion_step(z, grid, rates, settings, outflow)
         if progress is not None:
             progress((step + 1) / settings.steps)
+    return _result(z, z_start, grid, outflow.m3, meta, t0)
 
+
+@dataclass(frozen=True)
+class _Grid:
+    """The frame of one run: the grid, its cell size and where material leaves the map."""
+
+    shape: tuple[int, int]
+    cell: float  # metres between neighbouring pixels
+    water: np.ndarray  # [N] bool, class 0: never changes
+    outlet: np.ndarray  # [N] bool, water or the map edge: the base level
+
+    @classmethod
+    def of(cls, lab: np.ndarray, cell: float) -> _Grid:
+        water = (lab == WATER).reshape(-1)
+        return cls(lab.shape, cell, water, water | flow.edge_mask(lab.shape).reshape(-1))
+
+    @property
+    def area(self) -> float:  # m^2 per cell
+        return self.cell * self.cell
+
+    @property
+    def n(self) -> int:
+        return self.water.size
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """Per-node constants of a run, float32: at 4096^2 every 8-byte array is 128 MiB of the 2 GiB budget."""
+
+    k_node: np.ndarray  # [N] stream-power K * dt per step (class erodibility times rock hardness)
+    kappa: np.ndarray  # [N] hillslope diffusivity * dt, m^2; 0 on water
+    tan_talus: np.ndarray  # [N] steepest slope loose rock holds, m/m
+
+    @classmethod
+    def of(cls, lab: np.ndarray, grid: _Grid, settings: ErosionSettings, seed: int) -> _Rates:
+        erod_class = np.asarray(ERODIBILITY)[lab].reshape(-1)
+        hard = hardness_field(grid.shape, int(seed), settings.hardness_variation, settings.hardness_scale_px)
+        k_node = (settings.fluvial_k * erod_class * hard.reshape(-1)).astype(np.float32)
+        del hard
+        kappa = (settings.diffusion * grid.area * np.maximum(erod_class, 0.3)).astype(np.float32)  # m^2
+        kappa[grid.water] = 0.0
+        tan_talus = np.tan(np.radians(np.asarray(TALUS_DEG, dtype=np.float32)))[lab].reshape(-1)
+        return cls(k_node, kappa, tan_talus)
+
+
+@dataclass
+class _Outflow:
+    """The m^3 that left the map so far, added up in the order it leaves (the mass balance's third term)."""
+
+    m3: float = 0.0
+
+    def add(self, m3: float) -> None:
+        self.m3 += m3
+
+
+def _roughness_bump(z: np.ndarray, grid: _Grid, settings: ErosionSettings, seed: int) -> np.ndarray:
+    """[N] metres of seeded roughness to add before the first step: scaled by the local drop per cell, zero
+    on water, zero net volume, and keeping the surface within its lowest and highest point."""
+    water = grid.water
+    gy, gx = np.gradient(z.reshape(grid.shape).astype(np.float32))  # float32: memory on large maps
+    g = np.hypot(gy, gx).reshape(-1)  # metres per cell
+    del gy, gx
+    # Level ground (a flat map, a lake's sediment floor) gets none: the roughness follows the relief.
+    amp = settings.roughness_m * np.minimum(g / 0.05, 1.0) + settings.roughness_slope * g
+    del g
+    bump = _roughness(grid.shape, int(seed), settings.roughness_px, water) * amp
+    bump[water] = 0.0
+    land = ~water
+    if land.any():
+        bump[land] -= bump[land].mean()  # no volume made or lost
+        # never below the map's lowest point nor above its highest (the height range stays the
+        # caller's); what a bound adds or takes comes off the other side, so the sum stays 0
+        np.maximum(bump, float(z.min()) - z, out=bump)
+        up = bump > 0
+        extra, top = float(bump.sum()), float(bump[up].sum())
+        if extra > 0 and top > 0:
+            bump[up] *= 1.0 - extra / top
+        np.minimum(bump, float(z.max()) - z, out=bump)  # nor above its highest
+        down = bump < 0
+        short, bottom = float(bump.sum()), float(bump[down].sum())
+        if short < 0 and bottom < 0:
+            bump[down] *= 1.0 - short / bottom
+    return bump
+
+
+def _erosion_step(
+    z: np.ndarray, grid: _Grid, rates: _Rates, settings: ErosionSettings, outflow: _Outflow
+) -> np.ndarray:
+    """One step (module docstring 1-5): route, talus, incision and sediment, diffusion; the new heights."""
+    routing = flow.route(z.reshape(grid.shape), grid.outlet.reshape(grid.shape), grid.cell)
+    tree = flow.FlowTree(routing.receiver)
+    if settings.talus_rate > 0:
+        _slide_talus(z, routing, rates.tan_talus, settings.talus_rate, grid, outflow)
+    z = _incise_and_deposit(z, routing, tree, rates.k_node, settings, grid, outflow)
+    if settings.diffusion > 0:
+        z, gone = _diffuse(z, grid.shape, rates.kappa, grid.cell, grid.water)
+        outflow.add(gone * grid.area)
+    return z
+
+
+def _slide_talus(
+    z: np.ndarray, routing: flow.Routing, tan_talus: np.ndarray, rate: float, grid: _Grid, outflow: _Outflow
+) -> None:
+    """2. Talus, in place: over-steep excess slides one cell downhill (into water: it leaves)."""
+    rcv = routing.receiver
+    excess = (z - z[rcv]) - tan_talus * routing.distance
+    move = np.where((excess > 0) & ~grid.outlet, rate * excess, 0.0)
+    del excess
+    z -= move
+    gain = np.bincount(rcv, weights=move, minlength=grid.n)
+    outflow.add(float(gain[grid.water].sum()) * grid.area)
+    gain[grid.water] = 0.0
+    z += gain
+
+
+def _incise_and_deposit(
+    z: np.ndarray,
+    routing: flow.Routing,
+    tree: flow.FlowTree,
+    k_node: np.ndarray,
+    settings: ErosionSettings,
+    grid: _Grid,
+    outflow: _Outflow,
+) -> np.ndarray:
+    """3. Fluvial incision, then 4. sediment: what the rivers set loose drops out on low slopes and small
+    catchments; depressions trap it and fill from the bottom; outlets pass it out of the map."""
+    n, area = grid.n, grid.area
+    drainage = tree.accumulate(np.full(n, area))
+    lake = routing.lake_mask(z)
+    z, source = _incise(z, routing, tree, drainage, lake, k_node, settings.area_exponent, grid)
+    drop_share = _drop_share(z, routing, drainage, lake, settings, grid)
+    del drainage
+    for attempt in range(3):
+        if attempt == 2:
+            # What still spills from a chain of full depressions runs on, dropping nothing, to the
+            # outlets: every tree ends in one, so all of it leaves (no routing needed to count it).
+            outflow.add(float(source.sum()))
+            break
+        arriving = tree.accumulate(source, np.subtract(1.0, drop_share, dtype=np.float32))
+        outflow.add(float(arriving[grid.outlet].sum()))
+        laid = drop_share * arriving
+        del arriving
+        trapped = np.where(lake, laid, 0.0)
+        laid[lake] = 0.0
+        z += laid / area
+        del laid
+        if not trapped.any():
+            break
+        add, spilled = _fill_depressions(z, routing, lake, trapped, area)
+        z += add
+        del add, trapped
+        if spilled.sum() <= 0:
+            break
+        source = np.zeros(n)
+        np.add.at(source, routing.spill[1:, 1], spilled[1:])
+        was_lake, lake = lake, routing.lake_mask(z)
+        drop_share[was_lake & ~lake] = 0.0  # a filled depression passes sediment on
+        del was_lake
+    return z
+
+
+def _incise(
+    z: np.ndarray,
+    routing: flow.Routing,
+    tree: flow.FlowTree,
+    drainage: np.ndarray,
+    lake: np.ndarray,
+    k_node: np.ndarray,
+    area_exponent: float,
+    grid: _Grid,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stream-power incision, implicit: z_i' = (z_i + F z_r') / (1 + F), F = K A^m / distance.
+
+    Returns the new heights and the m^3 set loose per node."""
+    rcv, dist = routing.receiver, routing.distance
+    f = np.zeros(grid.n)
+    ok = ~grid.outlet & ~lake & (z[rcv] < z) & (dist > 0)
+    f[ok] = k_node[ok] * drainage[ok] ** area_exponent / dist[ok]
+    del ok
+    f += 1.0  # solve z' = z / (1 + F) + F / (1 + F) * z'_receiver, in the arrays the solver works in
+    a = z / f
+    b = f - 1.0
+    b /= f
+    del f
+    z_new = tree.solve_in_place(a, b)
+    del a, b
+    np.minimum(z_new, z, out=z_new)  # rounding only: incision never raises
+    return z_new, (z - z_new) * grid.area
+
+
+def _drop_share(
+    z: np.ndarray,
+    routing: flow.Routing,
+    drainage: np.ndarray,
+    lake: np.ndarray,
+    settings: ErosionSettings,
+    grid: _Grid,
+) -> np.ndarray:
+    """[N] float32 share of the passing sediment each node keeps: G * cell area / drainage area, less on
+    steep ground (xi-q); all of it in a depression, none at an outlet."""
+    if settings.deposition_g > 0:
+        dist = routing.distance
+        slope = np.where(dist > 0, (z - z[routing.receiver]) / np.maximum(dist, 1e-9), 0.0)
+        drop_share = (settings.deposition_g * grid.area / drainage).astype(np.float32)
+        drop_share /= 1.0 + np.maximum(slope, 0.0) / settings.deposition_slope
+        np.clip(drop_share, 0.0, 1.0, out=drop_share)
+        del slope
+    else:
+        drop_share = np.zeros(grid.n, np.float32)
+    drop_share[lake] = 1.0
+    drop_share[grid.outlet] = 0.0
+    return drop_share
+
+
+def _result(
+    z: np.ndarray, z_start: np.ndarray, grid: _Grid, outflow_m3: float, meta: dict, t0: float
+) -> Eroded:
+    """The eroded surface, the drainage of its final shape, the change masks and the mass balance."""
+    shape, area = grid.shape, grid.area
     z_out = z.reshape(shape)
-    routing = tree = None
-    routing = flow.route(z_out, outlet2, cell)  # the flow mask is the drainage of the final surface
-    drainage = flow.FlowTree(routing.receiver).accumulate(np.full(n, area)).reshape(shape)
+    routing = flow.route(z_out, grid.outlet.reshape(shape), grid.cell)  # the drainage of the final surface
+    drainage = flow.FlowTree(routing.receiver).accumulate(np.full(grid.n, area)).reshape(shape)
     del routing
     change = (z - z_start).astype(np.float32)
     wear = np.maximum(-change, np.float32(0.0))
@@ -375,7 +470,7 @@ def erode(
     del change
     eroded_m3 = float(wear.sum(dtype=np.float64)) * area
     deposited_m3 = float(deposit.sum(dtype=np.float64)) * area
-    balance = {"eroded_m3": eroded_m3, "deposited_m3": deposited_m3, "outflow_m3": outflow}
+    balance = {"eroded_m3": eroded_m3, "deposited_m3": deposited_m3, "outflow_m3": outflow_m3}
     return Eroded(
         height_m=z_out.astype(np.float32),
         flow=drainage.astype(np.float32),
