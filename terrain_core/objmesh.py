@@ -22,7 +22,7 @@ Conventions
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -238,36 +238,11 @@ def write_obj(
     gathered (a reduced mesh of a large map never holds the map in float64). Returns counts and paths.
     """
     rows = height_m if isinstance(height_m, Rows) else array_rows(np.asarray(height_m))
-    if rows.channels != 1 or rows.height < 2 or rows.width < 2:
-        raise ValueError(
-            f"height must be [H, W] with H, W >= 2, got {rows.height}x{rows.width}x{rows.channels}"
-        )
-    if up_axis not in ("y", "z"):
-        raise ValueError(f"up_axis must be 'y' or 'z', got {up_axis!r}")
-    if int(step) != step or step < 1:
-        raise ValueError(f"step must be a positive integer, got {step}")
-    rows_n, cols_n = rows.height, rows.width
-    if size_m is not None:
-        if cell_size_m is not None:
-            raise ValueError("give cell_size_m or size_m, not both")
-        if not size_m > 0:
-            raise ValueError(f"size_m must be positive, got {size_m}")
-        cell_size_m = size_m / (cols_n - 1)
-    cell = DEFAULT_CELL_SIZE_M if cell_size_m is None else float(cell_size_m)
-    if not cell > 0:
-        raise ValueError(f"cell_size_m must be positive, got {cell}")
-
-    ri, ci = grid_indices(rows_n, int(step)), grid_indices(cols_n, int(step))
+    cell = _mesh_cell_size(rows, cell_size_m, size_m, step, up_axis)
+    ri, ci = grid_indices(rows.height, int(step)), grid_indices(rows.width, int(step))
     nr, nc = len(ri), len(ci)
     path_obj = Path(path_obj)
     path_mtl = path_obj.with_suffix(".mtl")
-    # Ground positions in metres, centred on the origin; pixel rows run south.
-    east = ci * cell - (cols_n - 1) * cell / 2.0  # [nc]
-    south = ri * cell - (rows_n - 1) * cell / 2.0  # [nr]
-    if corner_uv:
-        u, v = ci / (cols_n - 1), 1.0 - ri / (rows_n - 1)
-    else:  # pixel centres of an H x W texture; OBJ's v runs up from the bottom of the image
-        u, v = (ci + 0.5) / cols_n, 1.0 - (ri + 0.5) / rows_n
     hs = rows.gather(ri, ci).astype(np.float64)  # [nr, nc]
     if not np.isfinite(hs).all():
         raise ValueError("height contains NaN or infinite values")
@@ -286,44 +261,12 @@ def write_obj(
         )
         # Every line is a few pieces of text gathered from tables (np.take of whole rows) and joined as
         # fixed-width fields: no per-character Python, and no per-byte numpy work on the big arrays.
-        # Ground coordinates and uvs depend only on the column or only on the row, so they are formatted
-        # once per column/row; heights and indices go through digit tables. Numbers are padded with
-        # spaces to one width per column (OBJ takes any run of spaces between tokens).
-        q_max = int(np.abs(np.rint(hs * 1e4)).max()) // 10000
-        int_width = len(str(q_max))
-        int_table = _height_int_table(q_max, int_width)
-        tx = _text_table(east, "%.4f", prefix=b"v")[None]  # [1, nc, w]
-        if up_axis == "y":
-            trow = _text_table(south, "%.4f", suffix=b"\n")  # [nr, w]
-        else:
-            trow = _text_table(-south, "%.4f")
-        for r0 in range(0, nr, rows_per_chunk):  # v x y z
-            r1 = min(nr, r0 + rows_per_chunk)
-            ints, frac = _height_tokens(hs[r0:r1].ravel(), int_table, int_width, newline=up_axis == "z")
-            ints, frac = ints.reshape(r1 - r0, nc, -1), frac.reshape(r1 - r0, nc, -1)
-            tr = trow[r0:r1, None]
-            parts = [tx, ints, frac, tr] if up_axis == "y" else [tx, tr, ints, frac]
-            f.write(_join_fields((r1 - r0, nc), parts))
-        tu = _text_table(u, "%.6f", prefix=b"vt")[None]
-        tv = _text_table(v, "%.6f", suffix=b"\n")
-        for r0 in range(0, nr, rows_per_chunk):  # vt u v
-            r1 = min(nr, r0 + rows_per_chunk)
-            f.write(_join_fields((r1 - r0, nc), [tu, tv[r0:r1, None]]))
+        # Numbers are padded with spaces to one width per column (OBJ takes any run of spaces between
+        # tokens).
+        _write_vertices(f, hs, ri, ci, (rows.height, rows.width), cell, up_axis, rows_per_chunk)
+        _write_uvs(f, ri, ci, (rows.height, rows.width), corner_uv, rows_per_chunk)
         f.write(f"usemtl {material}\ns 1\n".encode())
-        # f a/a b/b c/c: vertex and uv lists share one order, so each corner uses the same index twice.
-        width = len(str(n_v))
-        cells = np.arange(nc - 1)
-        for r0 in range(0, nr - 1, rows_per_chunk):
-            r1 = min(nr - 1, r0 + rows_per_chunk)
-            m = (r1 - r0 + 1) * nc  # vertices on rows r0 .. r1 (cell rows r0 .. r1 - 1 touch those)
-            table = _corner_table(r0 * nc + 1, m, width)  # first / middle / last corner variants
-            tl = (np.arange(r1 - r0)[:, None] * nc + cells[None]).ravel()  # local, 0-based
-            # Per cell: (top-left, bottom-left, top-right) and (top-right, bottom-left, bottom-right) are
-            # counter-clockwise seen from above in both axis conventions (normals up). Table rows: first
-            # corners at 0, middle ones at m, last ones at 2 m.
-            offsets = np.array([0, m + nc, 2 * m + 1, 1, m + nc, 2 * m + nc + 1], dtype=np.int64)
-            rows = tl[:, None] + offsets[None, :]  # [cells, 6]
-            f.write(np.take(table, rows.ravel(), axis=0).ravel())
+        _write_faces(f, nr, nc, rows_per_chunk)
     if write_mtl:
         path_mtl.write_text(
             f"# terrain-gan material\nnewmtl {material}\nKa 1.000 1.000 1.000\nKd 1.000 1.000 1.000\n"
@@ -338,6 +281,100 @@ def write_obj(
         "step": int(step),
         "up_axis": up_axis,
     }
+
+
+def _mesh_cell_size(
+    rows: Rows, cell_size_m: float | None, size_m: float | None, step: int, up_axis: str
+) -> float:
+    """The checked arguments of ``write_obj``: metres between neighbouring samples, or ``ValueError``."""
+    if rows.channels != 1 or rows.height < 2 or rows.width < 2:
+        raise ValueError(
+            f"height must be [H, W] with H, W >= 2, got {rows.height}x{rows.width}x{rows.channels}"
+        )
+    if up_axis not in ("y", "z"):
+        raise ValueError(f"up_axis must be 'y' or 'z', got {up_axis!r}")
+    if int(step) != step or step < 1:
+        raise ValueError(f"step must be a positive integer, got {step}")
+    if size_m is not None:
+        if cell_size_m is not None:
+            raise ValueError("give cell_size_m or size_m, not both")
+        if not size_m > 0:
+            raise ValueError(f"size_m must be positive, got {size_m}")
+        cell_size_m = size_m / (rows.width - 1)
+    cell = DEFAULT_CELL_SIZE_M if cell_size_m is None else float(cell_size_m)
+    if not cell > 0:
+        raise ValueError(f"cell_size_m must be positive, got {cell}")
+    return cell
+
+
+def _write_vertices(
+    f: BinaryIO,
+    hs: np.ndarray,
+    ri: np.ndarray,
+    ci: np.ndarray,
+    size: tuple[int, int],
+    cell: float,
+    up_axis: str,
+    rows_per_chunk: int,
+) -> None:
+    """The ``v`` lines of the kept samples ``hs`` [nr, nc] (rows ``ri``, columns ``ci`` of a grid of
+    ``size`` samples), centred on the origin; pixel rows run south. Ground coordinates depend only on the
+    column or only on the row, so they are formatted once per column/row; heights go through digit tables.
+    """
+    rows_n, cols_n = size
+    nr, nc = hs.shape
+    east = ci * cell - (cols_n - 1) * cell / 2.0  # [nc]
+    south = ri * cell - (rows_n - 1) * cell / 2.0  # [nr]
+    q_max = int(np.abs(np.rint(hs * 1e4)).max()) // 10000
+    int_width = len(str(q_max))
+    int_table = _height_int_table(q_max, int_width)
+    tx = _text_table(east, "%.4f", prefix=b"v")[None]  # [1, nc, w]
+    if up_axis == "y":
+        trow = _text_table(south, "%.4f", suffix=b"\n")  # [nr, w]
+    else:
+        trow = _text_table(-south, "%.4f")
+    for r0 in range(0, nr, rows_per_chunk):  # v x y z
+        r1 = min(nr, r0 + rows_per_chunk)
+        ints, frac = _height_tokens(hs[r0:r1].ravel(), int_table, int_width, newline=up_axis == "z")
+        ints, frac = ints.reshape(r1 - r0, nc, -1), frac.reshape(r1 - r0, nc, -1)
+        tr = trow[r0:r1, None]
+        parts = [tx, ints, frac, tr] if up_axis == "y" else [tx, tr, ints, frac]
+        f.write(_join_fields((r1 - r0, nc), parts))
+
+
+def _write_uvs(
+    f: BinaryIO, ri: np.ndarray, ci: np.ndarray, size: tuple[int, int], corner_uv: bool, rows_per_chunk: int
+) -> None:
+    """The ``vt`` lines, in the vertices' order: pixel centres of the H x W texture, or its corners."""
+    rows_n, cols_n = size
+    if corner_uv:
+        u, v = ci / (cols_n - 1), 1.0 - ri / (rows_n - 1)
+    else:  # pixel centres of an H x W texture; OBJ's v runs up from the bottom of the image
+        u, v = (ci + 0.5) / cols_n, 1.0 - (ri + 0.5) / rows_n
+    nr, nc = len(ri), len(ci)
+    tu = _text_table(u, "%.6f", prefix=b"vt")[None]
+    tv = _text_table(v, "%.6f", suffix=b"\n")
+    for r0 in range(0, nr, rows_per_chunk):  # vt u v
+        r1 = min(nr, r0 + rows_per_chunk)
+        f.write(_join_fields((r1 - r0, nc), [tu, tv[r0:r1, None]]))
+
+
+def _write_faces(f: BinaryIO, nr: int, nc: int, rows_per_chunk: int) -> None:
+    """The ``f a/a b/b c/c`` lines of an nr x nc vertex grid: vertex and uv lists share one order, so each
+    corner uses the same index twice; indices go through digit tables."""
+    width = len(str(nr * nc))
+    cells = np.arange(nc - 1)
+    for r0 in range(0, nr - 1, rows_per_chunk):
+        r1 = min(nr - 1, r0 + rows_per_chunk)
+        m = (r1 - r0 + 1) * nc  # vertices on rows r0 .. r1 (cell rows r0 .. r1 - 1 touch those)
+        table = _corner_table(r0 * nc + 1, m, width)  # first / middle / last corner variants
+        tl = (np.arange(r1 - r0)[:, None] * nc + cells[None]).ravel()  # local, 0-based
+        # Per cell: (top-left, bottom-left, top-right) and (top-right, bottom-left, bottom-right) are
+        # counter-clockwise seen from above in both axis conventions (normals up). Table rows: first
+        # corners at 0, middle ones at m, last ones at 2 m.
+        offsets = np.array([0, m + nc, 2 * m + 1, 1, m + nc, 2 * m + nc + 1], dtype=np.int64)
+        rows = tl[:, None] + offsets[None, :]  # [cells, 6]
+        f.write(np.take(table, rows.ravel(), axis=0).ravel())
 
 
 def _obj_reference_loop(path_obj: str | Path, height_m: np.ndarray, cell_size_m: float = 1.0) -> None:

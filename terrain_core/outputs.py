@@ -530,20 +530,9 @@ def _write_set(
                 # The mesh is on the pixels, or on their corners with plus_one (spanning the texture's
                 # full extent), never on an engine grid: engines build their meshes from height maps.
                 mesh_rows = metre_rows if engine is None else _pixel_metres(result, plus_one)
-                step = mesh_step(mesh_rows.height, mesh_rows.width) if obj_step is None else obj_step
-                obj = write_obj(
-                    tmp / "terrain.obj",
-                    mesh_rows,
-                    cell,
-                    texture_name="texture.png",
-                    step=step,
-                    up_axis=obj_up_axis,
-                    corner_uv=plus_one,
+                info["obj"] = _write_mesh(
+                    tmp / "terrain.obj", mesh_rows, cell, obj_step, obj_up_axis, plus_one
                 )
-                info["obj"] = {k: obj[k] for k in ("vertices", "faces", "step", "up_axis", "cell_size_m")}
-                info["obj"]["texture"] = "texture.png"
-                info["obj"]["grid"] = [mesh_rows.width, mesh_rows.height]
-                info["obj"]["reduced"] = obj["step"] > 1
             timings[f"write_{fmt}"] = time.perf_counter() - t0
             for name in FILES[fmt]:
                 written[name] = tmp / name
@@ -556,6 +545,21 @@ def _write_set(
         raise ExportError(str(e)) from e
     except OSError as e:
         raise ExportError(f"writing the outputs into {out.folder} failed, nothing was written: {e}") from e
+
+
+def _write_mesh(
+    path: Path, mesh_rows: Rows, cell: float, obj_step: int | None, up_axis: str, corner_uv: bool
+) -> dict[str, Any]:
+    """terrain.obj + .mtl of the metre grid ``mesh_rows`` (``obj_step`` None: by size); meta.json's entry."""
+    step = mesh_step(mesh_rows.height, mesh_rows.width) if obj_step is None else obj_step
+    obj = write_obj(
+        path, mesh_rows, cell, texture_name="texture.png", step=step, up_axis=up_axis, corner_uv=corner_uv
+    )
+    entry = {k: obj[k] for k in ("vertices", "faces", "step", "up_axis", "cell_size_m")}
+    entry["texture"] = "texture.png"
+    entry["grid"] = [mesh_rows.width, mesh_rows.height]
+    entry["reduced"] = obj["step"] > 1
+    return entry
 
 
 _H16_ENCODING = (
@@ -588,19 +592,8 @@ def engine_settings(engine: str, grid: dict[str, Any], extent_m: list[float], lo
     }
 
 
-def _meta(
-    result: TerrainResult,
-    fmts: tuple[str, ...],
-    written: dict[str, Path],
-    info: dict[str, Any],
-    timings: dict[str, float],
-    plus_one: bool,
-    cell: float,
-    grid: dict[str, Any],
-    extra_meta: dict[str, Any] | None,
-) -> dict[str, Any]:
-    h, w = result.size
-    lo, hi = (float(v) for v in result.height_range_m)
+def _file_entries(written: dict[str, Path], grid: dict[str, Any], w: int, h: int) -> dict[str, Any]:
+    """meta.json's "files": each file's bytes and size, and how to read the height files and splat maps."""
     cx, cy = grid["cell_size_m"]
     files: dict[str, Any] = {}
     for name, p in written.items():
@@ -631,6 +624,24 @@ def _meta(
     for name, chans in SPLAT_CHANNELS.items():
         if name in files:
             files[name]["channels"] = dict(zip("RGBA", chans, strict=True))
+    return files
+
+
+def _meta(
+    result: TerrainResult,
+    fmts: tuple[str, ...],
+    written: dict[str, Path],
+    info: dict[str, Any],
+    timings: dict[str, float],
+    plus_one: bool,
+    cell: float,
+    grid: dict[str, Any],
+    extra_meta: dict[str, Any] | None,
+) -> dict[str, Any]:
+    h, w = result.size
+    lo, hi = (float(v) for v in result.height_range_m)
+    cx, cy = grid["cell_size_m"]
+    files = _file_entries(written, grid, w, h)
     hn = np.asarray(result.height)
     to_m = _metres(lo, hi)
     extent = [w * cell, h * cell]
