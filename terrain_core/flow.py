@@ -150,15 +150,32 @@ def route(z: np.ndarray, outlet: np.ndarray, cell_size_m: float) -> Routing:
     basin = ids[root]  # 0 for everything that drains to an outlet
 
     b1, b2, lev, n1, n2 = _basin_graph(zf, basin, (h, w))
+    level, via = _flood_basins(b1, b2, lev, nb)
+    lake_level[:] = level
+    via_a = np.asarray(via[1:], dtype=np.int64)
+    if (via_a < 0).any():  # cannot happen while the map edge or water are outlets; guard anyway
+        raise ValueError("a closed basin has no path to an outlet")
+    # Edge e < m joins (b1 -> b2) with nodes (n1, n2); e >= m is the same edge seen from b2.
+    e = via_a % len(b1)
+    from_b2 = via_a >= len(b1)  # the basin (v) is b1 of the edge when it was reached from b2
+    inside = np.where(from_b2, n1[e], n2[e])
+    outside = np.where(from_b2, n2[e], n1[e])
+    spill[1:, 0], spill[1:, 1] = inside, outside
+    _reverse_to_spill(receiver, distance, inside, outside, w, cell_size_m)
+    return Routing(receiver, distance, basin, lake_level, spill, outf)
+
+
+def _flood_basins(b1: np.ndarray, b2: np.ndarray, lev: np.ndarray, nb: int) -> tuple[list[float], list[int]]:
+    """Priority flood over the basin graph (basin 0 = the outlets; edges b1 - b2 with pass heights
+    ``lev``): each basin's spill level (the lowest possible highest pass on a path to an outlet) and the
+    edge (0..2m-1; m.. = the edge seen from b2) by which it was reached, -1 if never."""
     # Adjacency lists (both directions) as Python lists: the flood below is a Python loop over basins.
-    m = len(b1)
     src = np.concatenate([b1, b2])
     order = np.argsort(src, kind="stable")
-    starts = np.searchsorted(src[order], np.arange(nb + 2))
+    starts = np.searchsorted(src[order], np.arange(nb + 2)).tolist()
     dst = np.concatenate([b2, b1])[order].tolist()
     elev = np.concatenate([lev, lev])[order].tolist()
     eid = order.tolist()
-    starts = starts.tolist()
     level = [np.inf] * (nb + 1)
     via = [-1] * (nb + 1)  # edge (0..2m-1) by which a basin was reached
     done = [False] * (nb + 1)
@@ -178,19 +195,20 @@ def route(z: np.ndarray, outlet: np.ndarray, cell_size_m: float) -> Routing:
                 level[v] = cand
                 via[v] = eid[j]
                 heapq.heappush(heap, (cand, v))
-    lake_level[:] = level
-    via_a = np.asarray(via[1:], dtype=np.int64)
-    if (via_a < 0).any():  # cannot happen while the map edge or water are outlets; guard anyway
-        raise ValueError("a closed basin has no path to an outlet")
-    # Edge e < m joins (b1 -> b2) with nodes (n1, n2); e >= m is the same edge seen from b2.
-    e = via_a % m
-    from_b2 = via_a >= m  # the basin (v) is b1 of the edge when it was reached from b2
-    inside = np.where(from_b2, n1[e], n2[e])
-    outside = np.where(from_b2, n2[e], n1[e])
-    spill[1:, 0], spill[1:, 1] = inside, outside
+    return level, via
 
-    # Reverse the receiver chains from each spill node down to its pit, all basins at once. In place: a
-    # chain node's old receiver is read in the same round that overwrites it, and chains never overlap.
+
+def _reverse_to_spill(
+    receiver: np.ndarray,
+    distance: np.ndarray,
+    inside: np.ndarray,
+    outside: np.ndarray,
+    w: int,
+    cell_size_m: float,
+) -> None:
+    """Reverse the receiver chains from each spill node (``inside``, draining to ``outside``) down to its
+    pit, all basins at once. In place: a chain node's old receiver is read in the same round that
+    overwrites it, and chains never overlap."""
     cur = inside.astype(np.int64)
     target = outside.astype(np.int64)
     dist_cur = _pair_distance(cur, target, w, cell_size_m)
@@ -201,7 +219,6 @@ def route(z: np.ndarray, outlet: np.ndarray, cell_size_m: float) -> Routing:
         distance[cur] = dist_cur
         go = nxt != cur
         cur, target, dist_cur = nxt[go], cur[go], d_nxt[go]
-    return Routing(receiver, distance, basin, lake_level, spill, outf)
 
 
 def _pair_distance(a: np.ndarray, b: np.ndarray, w: int, cell_size_m: float) -> np.ndarray:
