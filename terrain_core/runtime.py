@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from terrain_core import tiling
 from terrain_core.config import GeneratorConfig, ShadowConfig, preset
 from terrain_core.labels import LabelMapError, check_labels
 from terrain_core.model_format import (  # noqa: F401  (the format's names stay importable from here)
@@ -44,15 +45,6 @@ from terrain_core.model_format import (  # noqa: F401  (the format's names stay 
 )
 from terrain_core.noise import GeneratorInputs, draw_inputs
 from terrain_core.result import TerrainResult
-from terrain_core.tiling import (
-    DEFAULT_TILE,
-    blend_weights,
-    pad_labels,
-    padded_shape,
-    tile_layout,
-    tile_overlap,
-    tile_side,
-)
 
 _log = logging.getLogger("terrain_core")
 
@@ -352,7 +344,7 @@ class TerrainGenerator:
         lo, hi = meta["height_range_m"]
         self.height_range_m = (float(lo), float(hi))
         self.name = str(meta.get("name") or Path(source).stem)
-        self.tile_size = DEFAULT_TILE  # automatic tiling above this side length
+        self.tile_size = tiling.DEFAULT_TILE  # automatic tiling above this side length
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
@@ -473,13 +465,13 @@ class TerrainGenerator:
         t_start = time.perf_counter()
         lab, seed = _checked_map_and_seed(labels, seed)
         h, w = lab.shape
-        hp, wp = padded_shape(h, w, self.config.downsample)
-        padded = pad_labels(lab, hp, wp)
+        hp, wp = tiling.padded_shape(h, w, self.config.downsample)
+        padded = tiling.pad_labels(lab, hp, wp)
         inputs = draw_inputs(self.config, hp, wp, seed)
         timings = {"prepare": time.perf_counter() - t_start}
 
         tile_px = self.tile_side(h, w, tile)
-        overlap = tile_overlap(overlap, tile_px)
+        overlap = tiling.tile_overlap(overlap, tile_px)
         if progress is not None:
             progress(0.0)
         if tile_px is None:
@@ -509,8 +501,8 @@ class TerrainGenerator:
         """The tile side (pixels) ``generate`` uses for a height x width map with this ``tile`` argument,
         or None for one untiled pass (:func:`terrain_core.tiling.tile_side`)."""
         ds = self.config.downsample
-        hp, wp = padded_shape(height, width, ds)
-        return tile_side(tile, hp, wp, ds, self.tile_size)
+        hp, wp = tiling.padded_shape(height, width, ds)
+        return tiling.tile_side(tile, hp, wp, ds, self.tile_size)
 
     def _generate_whole(self, padded, inputs: GeneratorInputs, size, progress, cancel, timings):
         """One pass of the network over the padded canvas, cropped back to the map's size."""
@@ -544,9 +536,9 @@ class TerrainGenerator:
         cfg = self.config
         ds = cfg.downsample
         scales = cfg.block_scales()
-        th, ys = tile_layout(hp, tile, overlap, ds)
-        tw, xs = tile_layout(wp, tile, overlap, ds)
-        wy, wx = blend_weights(ys, th, hp), blend_weights(xs, tw, wp)
+        th, ys = tiling.tile_layout(hp, tile, overlap, ds)
+        tw, xs = tiling.tile_layout(wp, tile, overlap, ds)
+        wy, wx = tiling.blend_weights(ys, th, hp), tiling.blend_weights(xs, tw, wp)
         texture = np.zeros((h, w, 3), np.float32)
         shaded = np.zeros((h, w, 3), np.float32)
         height = np.zeros((h, w), np.float32)

@@ -280,12 +280,12 @@ class ModulatedConv(nn.Module):
 
     def __init__(
         self,
-        cin: int,
-        cout: int,
-        kernel: int,
-        seg_channels: int,
-        scaled_sum_grids: tuple[int, ...] | None = None,
-        area: float | None = None,
+        cin: int,  # input feature channels
+        cout: int,  # output channels
+        kernel: int,  # kernel side, odd (symmetric padding keeps H, W)
+        seg_channels: int,  # channels of the one-hot class map, the source of the style
+        scaled_sum_grids: tuple[int, ...] | None = None,  # Scaled Sum's block grids; None = off
+        area: float | None = None,  # H * W for the demodulation (fixed: tiles match the map); None = actual
     ):
         super().__init__()
         self.seg_conv = conv2d(seg_channels, cin, 3)  # segmap -> per-channel style logits
