@@ -10,7 +10,8 @@ safetensors model is loaded, so this runs inside Blender with nothing but the ex
 
 Randomness enters only through the latent z and the noise maps, drawn in numpy from the seed
 (:mod:`terrain_core.noise`) and fed to the network: both runtimes therefore give the same terrain for the
-same map and seed, and a large map can be generated in tiles that each take their crop of one noise canvas.
+same map and seed, and a large map can be generated in tiles that each take their crop of one noise canvas
+(when to tile, the layout and the blending: :mod:`terrain_core.tiling`).
 Loading never unpickles: safetensors holds raw tensors and a JSON header, ONNX a protobuf graph.
 """
 
