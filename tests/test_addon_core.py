@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from blender_addon.core import grid, jobs, live, maps, pipeline, png
+from blender_addon.core import debounce, grid, jobs, maps, pipeline, png
 from terrain_core.labels import NUM_CLASSES, PALETTE, LabelMapError, labels_from_rgb, resize_nearest
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 def test_core_imports_without_bpy():
     code = (
         "import sys; import blender_addon, blender_addon.core.maps, blender_addon.core.grid, "
-        "blender_addon.core.jobs, blender_addon.core.live, blender_addon.core.png, "
+        "blender_addon.core.jobs, blender_addon.core.debounce, blender_addon.core.png, "
         "blender_addon.core.pipeline, blender_addon.core.batch_options, blender_addon.core.object_meta; "
         "bad = [m for m in ('bpy', 'torch', 'PIL', 'scipy') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
@@ -202,7 +202,7 @@ def test_png_round_trip_through_pillow(img, tmp_path):
         png.encode_png(np.zeros((2, 2), np.float32))
 
 
-# ------------------------------------------------------------------------------------------ jobs / live
+# ------------------------------------------------------------------------------------------ jobs / debounce
 
 
 def test_job_result_progress_error_and_cancel():
@@ -239,7 +239,7 @@ def test_job_result_progress_error_and_cancel():
 
 
 def test_debouncer_waits_for_quiet_and_fires_once():
-    d = live.Debouncer(0.5)
+    d = debounce.Debouncer(0.5)
     assert not d.observe("a", 0.0)
     assert not d.observe("a", 0.3)  # still within the delay
     assert not d.observe("b", 0.4)  # the map changed: the clock restarts
@@ -249,7 +249,7 @@ def test_debouncer_waits_for_quiet_and_fires_once():
     d.forget()
     assert d.observe("b", 5.1)  # after a failed preview it may start again
     with pytest.raises(ValueError):
-        live.Debouncer(-1)
+        debounce.Debouncer(-1)
 
 
 # ------------------------------------------------------------------------------------------ pipeline

@@ -16,8 +16,8 @@ from functools import partial
 import bpy
 import numpy as np
 
+from ..core.debounce import Debouncer
 from ..core.jobs import Job
-from ..core.live import Debouncer
 from ..core.pipeline import USER_ERRORS, run_generation
 from .paint import active_map_image
 from .scene_request import finish, request_from_scene
