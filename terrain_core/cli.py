@@ -257,7 +257,7 @@ def estimate_memory_bytes(gen_config: Any, width: int, height: int, tile: int | 
     """Rough peak memory of generating and writing a map (bytes), tiled (``tile`` px) or not (None).
 
     Whole-map buffers: the class map and its one-hot (untiled), the noise canvas, the float outputs and
-    the exporters' copies (~110 bytes per pixel). Network: a few live activation tensors of the widest
+    the output writers' copies (~110 bytes per pixel). Network: a few live activation tensors of the widest
     stage per pixel of the tile (or of the map), plus the k*k neighbourhoods of attention stages.
     Deliberately generous: refusing a run that would fit is better than swapping the machine to a halt.
     """
