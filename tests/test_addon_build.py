@@ -19,7 +19,11 @@ import pytest
 
 pytest.importorskip("bpy")
 
+import numpy as np  # noqa: E402
+
 import build_addon  # noqa: E402
+from blender_addon.core.png import write_png  # noqa: E402
+from terrain_core.labels import PALETTE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORM = "linux-x64"
@@ -155,6 +159,12 @@ CHILD = textwrap.dedent(
         gen = bpy.ops.terrain.generate()
         t_gen = time.perf_counter() - t0
     ob = bpy.data.objects.get("Terrain")
+    made = {  # before the batch below empties the scene
+        "vertices": len(ob.data.vertices) if ob else 0,
+        "erosion": ob["terrain_gan"].get("erosion") if ob else None,
+        "mask_image": bool(ob and ob["terrain_gan"].get("mask_image") in bpy.data.images),
+        "prefs_runtime": bpy.context.preferences.addons[mod].preferences.runtime,
+    }
     try:  # control: the hook really hides the environment's copies
         import PIL  # noqa: F401
         pil_hidden = False
@@ -173,17 +183,26 @@ CHILD = textwrap.dedent(
             batch_exit = e.code
     sys.argv = argv
     batch_run = getattr(sys.modules.get("terrain_gan.blender.batch_run"), "__file__", None)
+    # The installed batch on two maps: each map starts from an empty scene, which must not disable the
+    # extension (Blender then deletes its wheels from the extension's site-packages under the batch).
+    site = os.path.join(user, "extensions", ".local", "lib", "python3.11", "site-packages")
+    batch_out = os.path.join(os.path.dirname(sys.argv[3]), "batch-out")
+    batch_main = sys.modules["terrain_gan.blender.batch_run"].main
+    batch_code = batch_main(["--input", sys.argv[3], "--out", batch_out, "--formats", "png",
+                             "--resolution", "32", "--mesh-resolution", "16"])
+    batch_summary = json.load(open(os.path.join(batch_out, "summary.json")))
+    wheels_after = sorted(os.listdir(site)) if os.path.isdir(site) else []
     print("RESULT " + json.dumps({
         "batch_exit": batch_exit, "batch_usage": usage.getvalue(), "batch_run": batch_run,
+        "batch_code": batch_code, "batch_ok": [r["ok"] for r in batch_summary["results"]],
+        "wheels_after": wheels_after,
+        "enabled_after_batch": mod in {a.module for a in bpy.context.preferences.addons},
         "install": sorted(inst), "t_install": t_install, "enabled": enabled, "generate": sorted(gen),
-        "t_generate": t_gen, "vertices": len(ob.data.vertices) if ob else 0,
-        "erosion": ob["terrain_gan"].get("erosion") if ob else None,
-        "mask_image": bool(ob and ob["terrain_gan"].get("mask_image") in bpy.data.images),
+        "t_generate": t_gen, **made,
         "modules": {
             m: getattr(sys.modules[m], "__file__", None) for m in BLOCKED | {mod} if m in sys.modules
         },
         "refused": refused, "pil_hidden": pil_hidden,
-        "prefs_runtime": bpy.context.preferences.addons[mod].preferences.runtime,
     }))
     '''
 )
@@ -201,8 +220,14 @@ def test_installed_zip_generates_without_project_or_extra_packages(built_zip, tm
     )
     child = tmp_path / "child.py"
     child.write_text(CHILD)
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    for i, cls in enumerate((1, 5)):
+        lab = np.zeros((24, 24), np.uint8)
+        lab[4:20, 4:20] = cls
+        write_png(maps / f"map{i}.png", PALETTE[lab])
     r = subprocess.run(
-        [sys.executable, str(child), str(built_zip), str(ROOT)],
+        [sys.executable, str(child), str(built_zip), str(ROOT), str(maps)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -216,6 +241,8 @@ def test_installed_zip_generates_without_project_or_extra_packages(built_zip, tm
     assert res["vertices"] == 32 * 32 and res["prefs_runtime"] == "AUTO"
     assert res["batch_exit"] == 0 and "headless" in res["batch_usage"] and "--input" in res["batch_usage"]
     assert res["batch_run"].startswith(str(user / "extensions" / "user_default" / "terrain_gan"))
+    assert res["batch_code"] == 0 and res["batch_ok"] == [True, True]
+    assert res["enabled_after_batch"] and "terrain_core" in res["wheels_after"], res["wheels_after"]
     assert res["erosion"] == "medium" and res["mask_image"]  # eroded inside Blender from the zip alone
     assert res["refused"] == ["PIL"] and res["pil_hidden"]  # only the control import was refused
     mods = res["modules"]

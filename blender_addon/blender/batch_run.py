@@ -220,8 +220,12 @@ def _process_into(opts: BatchOptions, map_path: Path, seed: int, out_dir: Path) 
 
 
 def new_scene():
-    """An empty scene for one map: nothing of the previous map survives into the next .blend."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    """An empty scene for one map: nothing of the previous map survives into the next .blend.
+
+    The factory startup data, emptied, but not the factory preferences: ``read_factory_settings`` would
+    also disable every extension, and Blender then deletes a disabled extension's wheels (onnxruntime,
+    terrain_core) from its site-packages, under a batch that runs on them."""
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     return bpy.context.scene
 
 
