@@ -87,33 +87,52 @@ class ExportError(RuntimeError):
 
 
 def hillshade(
-    height_m: np.ndarray, cell_size_m: float, azimuth_deg: float = 315.0, altitude_deg: float = 45.0
+    height_m: np.ndarray,
+    cell_size_m: float,
+    azimuth_deg: float = 315.0,
+    altitude_deg: float = 45.0,
+    *,
+    gradient: str = "horn",
+    dtype: type = np.float32,
 ) -> np.ndarray:
-    """Lambertian hill-shading [H, W] float32 in 0..1 of a height map in metres (Horn's 3x3 gradient).
+    """Lambertian hill-shading [H, W] in 0..1 of a height map in metres (float32 unless ``dtype`` says).
 
     ``azimuth_deg`` is the compass direction the light comes from (0 = north = up in the image, 90 = east,
     315 = north-west = upper-left); ``altitude_deg`` its angle above the horizon. A flat plane gets
-    sin(altitude). Borders use edge-replicated heights.
+    sin(altitude). ``gradient``: "horn", Horn's weighted 3x3 differences over edge-replicated borders (the
+    smoother one, for previews of results); "central", numpy's central differences, one-sided at the
+    borders (what the training data's baked-in shading and the evaluation's shade use).
     """
     h = np.asarray(height_m, dtype=np.float64)
     if h.ndim != 2 or h.size == 0:
         raise ValueError(f"height must be a non-empty [H, W] array, got shape {h.shape}")
     if not cell_size_m > 0:
         raise ValueError(f"cell_size_m must be positive, got {cell_size_m}")
+    if gradient == "horn":
+        east, south = _horn_gradient(h, cell_size_m)
+    elif gradient == "central":
+        south, east = np.gradient(h, axis=0) / cell_size_m, np.gradient(h, axis=1) / cell_size_m
+    else:
+        raise ValueError(f"gradient must be 'horn' or 'central', got {gradient!r}")
+    north = -south
+    az, alt = np.radians(azimuth_deg), np.radians(altitude_deg)
+    # Unit vector towards the light in (east, north, up); the surface normal is (-dz/de, -dz/dn, 1)/|.|.
+    lx, ly, lz = np.sin(az) * np.cos(alt), np.cos(az) * np.cos(alt), np.sin(alt)
+    shade = (-east * lx - north * ly + lz) / np.sqrt(east**2 + north**2 + 1.0)
+    return np.clip(shade, 0.0, 1.0).astype(dtype)
+
+
+def _horn_gradient(h: np.ndarray, cell_size_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """(d/d east, d/d south) of ``h`` [H, W] by Horn's 3x3 weighted differences, borders edge-replicated
+    (rows go south, columns go east)."""
     p = np.pad(h, 1, mode="edge")
-    # Horn: weighted differences over the 3x3 neighbourhood (rows go south, columns go east).
     east = ((p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])) / (
         8.0 * cell_size_m
     )
     south = ((p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])) / (
         8.0 * cell_size_m
     )
-    north = -south
-    az, alt = np.radians(azimuth_deg), np.radians(altitude_deg)
-    # Unit vector towards the light in (east, north, up); the surface normal is (-dz/de, -dz/dn, 1)/|.|.
-    lx, ly, lz = np.sin(az) * np.cos(alt), np.cos(az) * np.cos(alt), np.sin(alt)
-    shade = (-east * lx - north * ly + lz) / np.sqrt(east**2 + north**2 + 1.0)
-    return np.clip(shade, 0.0, 1.0).astype(np.float32)
+    return east, south
 
 
 def plus_one_resample(img: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from training.evaluate import lightness, pearson, seg_scores, spectral_slope
-from training.samples import hillshade
+from training.samples import auto_hillshade
 
 
 def _power_law_surface(n: int, beta: float, seed: int = 0) -> np.ndarray:
@@ -27,9 +27,9 @@ def test_spectral_slope_recovers_a_power_law(beta):
 def test_hillshade_is_lit_from_the_named_side():
     y, x = np.mgrid[0:64, 0:64].astype(float)
     rises_to_south_east = (x + y) / 64.0  # its slopes face north-west
-    nw, se = hillshade(rises_to_south_east, 315.0), hillshade(rises_to_south_east, 135.0)
+    nw, se = auto_hillshade(rises_to_south_east, 315.0), auto_hillshade(rises_to_south_east, 135.0)
     assert nw.mean() > 0.9 and se.mean() < 0.5
-    ne, sw = hillshade(x / 64.0, 45.0), hillshade(x / 64.0, 225.0)  # rises to the east: faces west
+    ne, sw = auto_hillshade(x / 64.0, 45.0), auto_hillshade(x / 64.0, 225.0)  # rises to the east: faces west
     assert sw.mean() > ne.mean()
 
 

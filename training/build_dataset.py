@@ -178,7 +178,7 @@ def contact_sheet(
     """Grid of (terrain, height hill-shade, segmentation) for up to ``n`` crops, spread over the set."""
     from PIL import Image
 
-    from training.data.procedural import hillshade
+    from terrain_core.outputs import hillshade
 
     if not entries:
         return None
@@ -196,7 +196,7 @@ def contact_sheet(
         # Exaggeration per crop: its steep (90th percentile) land slopes shade as 45 degrees.
         g = np.hypot(*np.gradient(np.maximum(h, 0)))
         z = float(np.percentile(g[h > 0], 90)) if (h > 0).any() else 1.0
-        s = hillshade(np.maximum(h, 0) / max(z, 1e-3), 1.0, np.ones(h.shape[0]))
+        s = hillshade(np.maximum(h, 0) / max(z, 1e-3), 1.0, gradient="central", dtype=np.float64)
         tint = np.where(h[..., None] > 0, np.stack([s * 235 + 20] * 3, -1), [[[90, 130, 200]]])
         hs = Image.fromarray(tint.astype(np.uint8)).resize((t, t), Image.BILINEAR)
         with Image.open(out / f"{name}_i2.png") as im:

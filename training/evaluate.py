@@ -364,11 +364,13 @@ def evaluate(
     }
 
     # 2. Shadow leak (correlations averaged over maps).
-    from training.samples import hillshade
+    from training.samples import auto_hillshade
 
     def mean_corr(images: np.ndarray, heights: np.ndarray, az: float) -> float:
         return float(
-            np.mean([pearson(lightness(im), hillshade(h, az)) for im, h in zip(images, heights, strict=True)])
+            np.mean(
+                [pearson(lightness(im), auto_hillshade(h, az)) for im, h in zip(images, heights, strict=True)]
+            )
         )
 
     leak: dict[str, Any] = {f"texture_{d}": mean_corr(tex[0], hgt[0], az) for d, az in DIRECTIONS.items()}

@@ -22,7 +22,8 @@ import numpy as np
 
 from terrain_core.labels import PALETTE
 from terrain_core.result import to_uint8
-from training.samples import height_tile, save_png
+from training.data.files import save_png
+from training.samples import height_tile
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = ROOT / "blender_addon" / "batch.py"
@@ -156,7 +157,7 @@ def model_grid(
                 to_uint8(ms.terrain[i]),
             ]
         )
-    return save_png(compose(rows), out)
+    return save_png(Path(out), compose(rows))
 
 
 def main(argv: list[str] | None = None) -> int:

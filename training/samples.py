@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from terrain_core.labels import PALETTE
+from terrain_core.outputs import hillshade
 from terrain_core.result import to_uint8
 
 
@@ -20,32 +19,20 @@ def auto_z_scale(height: np.ndarray) -> float:
     return float(np.tan(np.radians(30.0)) / med)
 
 
-def hillshade(
-    height: np.ndarray, azimuth_deg: float = 315.0, altitude_deg: float = 45.0, z_scale: float | None = None
-) -> np.ndarray:
-    """Lambertian shade [H, W] in 0..1 of a height map [H, W] lit from ``azimuth_deg``.
-
-    Azimuth clockwise from north (up): 315 = north-west = the upper-left light of the data. Rows run
-    south (down), columns east (right). ``z_scale`` multiplies heights (None = ``auto_z_scale``).
-    """
+def auto_hillshade(height: np.ndarray, azimuth_deg: float = 315.0) -> np.ndarray:
+    """Shade [H, W] float64 0..1 of a height map [H, W] in any units, lit from ``azimuth_deg`` at 45 degrees
+    (``terrain_core.outputs.hillshade``, central differences) after ``auto_z_scale``'s exaggeration."""
     h = np.asarray(height, np.float64)
     if h.ndim != 2:
         raise ValueError(f"height must be [H, W], got {h.shape}")
-    k = auto_z_scale(h) if z_scale is None else z_scale
-    gy, gx = np.gradient(h * k)  # d/d(row: south), d/d(col: east)
-    # Unit normal (x east, y north, z up); north is -row, so dz/dy_north = -gy.
-    nx, ny, nz = -gx, gy, np.ones_like(h)
-    norm = np.sqrt(nx**2 + ny**2 + nz**2)
-    az, alt = np.radians(azimuth_deg), np.radians(altitude_deg)
-    lx, ly, lz = np.sin(az) * np.cos(alt), np.cos(az) * np.cos(alt), np.sin(alt)  # towards the light
-    return np.clip((nx * lx + ny * ly + nz * lz) / norm, 0.0, 1.0)
+    return hillshade(h * auto_z_scale(h), 1.0, azimuth_deg, gradient="central", dtype=np.float64)
 
 
 def height_tile(height: np.ndarray) -> np.ndarray:
     """A height map [H, W] in -1..1 as an image [H, W, 3] uint8: its NW hill-shade, tinted by height
     (dark low, light high) so that relief and level read at once."""
     level = (np.asarray(height, np.float64) + 1.0) * 0.5
-    return to_uint8(np.stack([hillshade(height) * (0.55 + 0.45 * level)] * 3, -1))
+    return to_uint8(np.stack([auto_hillshade(height) * (0.55 + 0.45 * level)] * 3, -1))
 
 
 def sample_grid(
@@ -73,14 +60,3 @@ def sample_grid(
             x = pad + j * (w + pad)
             img[y : y + h, x : x + w] = t
     return img
-
-
-def save_png(img: np.ndarray, path: str | Path) -> Path:
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(img).save(tmp, format="PNG")
-    tmp.replace(path)
-    return path

@@ -709,7 +709,8 @@ def progress_line(row: dict[str, Any], total: int) -> str:
 @torch.no_grad()
 def write_samples(trainer: Trainer, fixed: dict[str, torch.Tensor], path: Path) -> Path:
     from terrain_core.noise import draw_inputs
-    from training.samples import sample_grid, save_png
+    from training.data.files import save_png
+    from training.samples import sample_grid
 
     net = trainer.export_net()
     gcfg = net.generator.cfg
@@ -729,7 +730,7 @@ def write_samples(trainer: Trainer, fixed: dict[str, torch.Tensor], path: Path) 
         torch.cat(hgt)[:, 0].float().cpu().numpy(),
         (fixed["terrain"].permute(0, 2, 3, 1).numpy() + 1.0) * 0.5,
     )
-    return save_png(img, path)
+    return save_png(path, img)
 
 
 def write_run_model(

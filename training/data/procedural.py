@@ -19,6 +19,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 from scipy import ndimage as ndi
 
+from terrain_core.outputs import hillshade
+
 EARTH_RADIUS_M = 6_371_000.0
 
 
@@ -278,21 +280,10 @@ def colour(h: np.ndarray, moisture: np.ndarray, temp: np.ndarray, rng: np.random
     return np.where(land[..., None], c, water)
 
 
-def hillshade(h: np.ndarray, dy_m: float, dx_m: np.ndarray, azimuth=315.0, altitude=45.0) -> np.ndarray:
-    """Lambertian shade 0..1 lit from ``azimuth`` (degrees clockwise from north); rows run north to south."""
-    gy = np.gradient(h, axis=0) / dy_m  # increases to the south
-    gx = np.gradient(h, axis=1) / dx_m[:, None]  # increases to the east
-    az, alt = math.radians(azimuth), math.radians(altitude)
-    # Light vector (east, north, up); surface normal (-dh/dx_east, -dh/dy_north, 1) with dy_north = -gy.
-    lx, ly, lz = math.sin(az) * math.cos(alt), math.cos(az) * math.cos(alt), math.sin(alt)
-    shade = (-gx * lx + gy * ly + lz) / np.sqrt(gx * gx + gy * gy + 1.0)
-    return np.clip(shade, 0, 1)
-
-
 def bake_shading(albedo: np.ndarray, h: np.ndarray, p: WorldParams) -> np.ndarray:
     """Terrain map: albedo darkened/lightened by north-west hill-shading on land; water stays flat."""
     # Shaded on the map grid, as map makers do: a step of shade_m_per_px between pixels is 45 degrees.
-    s = hillshade(np.maximum(h, 0) / p.shade_m_per_px, 1.0, np.ones(h.shape[0]))
+    s = hillshade(np.maximum(h, 0) / p.shade_m_per_px, 1.0, gradient="central", dtype=np.float64)
     flat = math.sin(math.radians(45.0))  # shade of level ground: factor 1 there
     f = np.where(h > 0, 1.0 + 0.9 * (s - flat), 1.0)[..., None]
     return np.clip(albedo * f + 12.0 * np.clip(f - 1.0, 0, None), 0, 255)
