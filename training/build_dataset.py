@@ -20,7 +20,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +41,64 @@ from training.data.segment import (
 
 MANIFEST_FORMAT = "terrain-gan-dataset"
 MANIFEST_VERSION = 1
+SOURCES = ("procedural", "earth", "maps")
 MARGIN = 24  # extra output pixels around each crop so neighbourhood features see past its edges
 
 
 class BuildError(ValueError):
     """The build cannot go on; the message says what was wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What ``build`` makes: the command line's options, typed (the fields follow ``parser``'s order,
+    which is also the order of "parameters" in manifest.json)."""
+
+    source: str  # "procedural" (the built-in world), "earth" (Natural Earth + SRTM) or "maps" (the user's)
+    out: Path  # output folder (public layout + manifest.json)
+    count: int = 200  # number of crops
+    size: int = 256  # crop side in pixels, a multiple of 32
+    seed: int = 0  # every random choice of the build comes from it
+    terrain: str | None = None  # source "maps": global terrain map (RGB, equirectangular), as given
+    height: str | None = None  # source "maps": global height map (8- or 16-bit gray, same extent), as given
+    lat_range: tuple[float, float] = (-90.0, 90.0)  # source "maps": latitudes of the bottom and top edges
+    lon_span: float = 360.0  # source "maps": degrees across
+    height_range_m: tuple[float, float] = (0.0, 6000.0)  # source "maps": metres of the lowest, highest code
+    height_range_out: tuple[float, float] | None = None  # metres of NAME_h.png's 0..65535 (None: map range)
+    classes: str | None = None  # JSON file overriding the cluster -> class assignment (None: automatic)
+    val_share: float = 0.12  # share of longitude bands held out, in [0, 1)
+    bands: int = 16  # most longitude bands for the region split, >= 2
+    min_land: float = 0.15  # least land share of an accepted crop
+    min_relief_m: float = 150.0  # least 5-95% land relief (or colour) of an accepted crop
+    max_lat: float = 70.0  # crop centres within +- this latitude (degrees)
+    world_rows: int | None = None  # source "procedural": world map rows (None: 4 x size, 256..2048)
+    prefix: str = ""  # prefix of the map names
+    overwrite: bool = False  # write into a folder that already holds a dataset
+    resume: bool = False  # keep crops an interrupted run of the same command already wrote
+    quiet: bool = False  # no progress or log lines
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise BuildError(f"unknown --source {self.source!r}; one of {', '.join(SOURCES)}")
+        if self.count < 1:
+            raise BuildError(f"--count must be >= 1, got {self.count}")
+        if self.size < 32 or self.size % 32:
+            raise BuildError(
+                f"--size must be a positive multiple of 32 (the generator's downsampling), got {self.size}"
+            )
+        if not 0 <= self.val_share < 1:
+            raise BuildError(f"--val-share must be in [0, 1), got {self.val_share}")
+        if self.bands < 2:
+            raise BuildError(f"--bands must be >= 2, got {self.bands}")
+
+    def manifest_parameters(self) -> dict:
+        """The options manifest.json records: all but where and how the build ran, None left out."""
+        skip = ("out", "overwrite", "quiet", "resume")
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in skip and getattr(self, f.name) is not None
+        }
 
 
 # ------------------------------------------------------------------------------------------- progress
@@ -83,14 +136,14 @@ def log(msg: str, quiet: bool = False) -> None:
 
 
 # ------------------------------------------------------------------------------------------- sources
-def load_source(args) -> tuple[WorldMap, dict]:
-    """The world map for ``args.source`` and a provenance dict for the manifest."""
-    if args.source == "procedural":
+def load_source(opts: BuildOptions) -> tuple[WorldMap, dict]:
+    """The world map for ``opts.source`` and a provenance dict for the manifest."""
+    if opts.source == "procedural":
         from training.data.procedural import WorldParams, make_world
 
-        rows = args.world_rows or max(256, min(2048, 4 * args.size))
+        rows = opts.world_rows or max(256, min(2048, 4 * opts.size))
         p = WorldParams(rows=rows, cols=2 * rows)
-        w = make_world(args.seed, p)
+        w = make_world(opts.seed, p)
         world = WorldMap(w.terrain, w.height_m, p.lat_range, p.lon_span, albedo=w.albedo)
         info = {
             "source": "procedural",
@@ -99,25 +152,17 @@ def load_source(args) -> tuple[WorldMap, dict]:
             "world_build_s": round(w.timings["total_s"], 2),
         }
         return world, info
-    if args.source == "earth":
+    if opts.source == "earth":
         from training.data.earth import load_earth
 
-        return load_earth(quiet=args.quiet)
-    if args.source == "maps":
-        from training.data.earth import load_user_maps
+        return load_earth(quiet=opts.quiet)
+    from training.data.earth import load_user_maps
 
-        if not args.terrain or not args.height:
-            raise BuildError(
-                "--source maps needs --terrain MAP and --height MAP (equirectangular, same extent)"
-            )
-        return load_user_maps(
-            Path(args.terrain),
-            Path(args.height),
-            tuple(args.lat_range),
-            args.lon_span,
-            tuple(args.height_range_m),
-        )
-    raise BuildError(f"unknown --source {args.source!r}")
+    if not opts.terrain or not opts.height:
+        raise BuildError("--source maps needs --terrain MAP and --height MAP (equirectangular, same extent)")
+    return load_user_maps(
+        Path(opts.terrain), Path(opts.height), opts.lat_range, opts.lon_span, opts.height_range_m
+    )
 
 
 # --------------------------------------------------------------------------------------------- build
@@ -209,159 +254,214 @@ def contact_sheet(
     return path
 
 
-def build(args) -> dict:
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BuildError(f"--out {out} exists and is not a folder")
-    if (out / "manifest.json").exists() and not args.overwrite:
-        raise BuildError(f"{out} already holds a dataset (manifest.json); pass --overwrite or another --out")
-    override = read_override(args.classes) if args.classes else None
+def build(opts: BuildOptions) -> dict:
+    """Write the dataset ``opts`` describes; returns its manifest (also written to OUT/manifest.json)."""
+    out = Path(opts.out)
+    check_destination(out, opts.overwrite)
+    override = read_override(opts.classes) if opts.classes else None
     t0 = time.perf_counter()
-    world, info = load_source(args)
+    timings: dict[str, float] = {}
+    world, info = load_source(opts)
     out.mkdir(parents=True, exist_ok=True)  # only once the source is read: a bad source leaves no folder
-    t_source = time.perf_counter() - t0
-    log(f"source {info['source']}: {world.shape[1]}x{world.shape[0]} map in {t_source:.1f}s", args.quiet)
-
-    H, W = world.shape
-    # Bands at least ~2.5 crops wide (at 40 degrees latitude) so that crops fit inside one band.
-    crop_cols = source_columns(args.size, 40.0, world.dlat, world.dlon) + 2 * MARGIN
-    n_bands = max(2, min(args.bands, int(W / (2.5 * crop_cols))))
-    split = RegionSplit.make(world.height_m > 0, n_bands, args.val_share, args.seed)
+    timings["source"] = time.perf_counter() - t0
+    log(
+        f"source {info['source']}: {world.shape[1]}x{world.shape[0]} map in {timings['source']:.1f}s",
+        opts.quiet,
+    )
+    split = region_split(world, opts)
     t1 = time.perf_counter()
     boxes, tries = select_crops(
         world,
-        args.count,
-        args.size,
-        args.seed,
+        opts.count,
+        opts.size,
+        opts.seed,
         split,
-        args.min_land,
-        args.min_relief_m,
-        args.max_lat,
-        args.quiet,
+        opts.min_land,
+        opts.min_relief_m,
+        opts.max_lat,
+        opts.quiet,
     )
-    t_select = time.perf_counter() - t1
+    timings["select"] = time.perf_counter() - t1
     t1 = time.perf_counter()
-    seg = fit_pipeline(world, boxes, args.seed, override, args.quiet)
-    t_fit = time.perf_counter() - t1
+    seg = fit_pipeline(world, boxes, opts.seed, override, opts.quiet)
+    timings["fit_segmentation"] = time.perf_counter() - t1
     log(
-        f"segmentation fitted in {t_fit:.1f}s (classifier train accuracy {seg.train_accuracy:.3f}); "
-        "clusters -> " + ", ".join(f"{k}:{v}" for k, v in seg.summary()["cluster_to_class"].items()),
-        args.quiet,
+        f"segmentation fitted in {timings['fit_segmentation']:.1f}s (classifier train accuracy "
+        f"{seg.train_accuracy:.3f}); clusters -> "
+        + ", ".join(f"{k}:{v}" for k, v in seg.summary()["cluster_to_class"].items()),
+        opts.quiet,
     )
-
-    hr = tuple(args.height_range_out) if args.height_range_out else height_range(world)
-    counts = {"train": np.zeros(NUM_CLASSES, np.int64), "val": np.zeros(NUM_CLASSES, np.int64)}
-    water_ok = []
-    entries = []
-    prog = Progress(len(boxes), "crops", enabled=not args.quiet)
+    hr = tuple(opts.height_range_out) if opts.height_range_out else height_range(world)
     t1 = time.perf_counter()
+    crops = write_crops(out, world, boxes, seg, hr, opts)
+    timings["crops"] = time.perf_counter() - t1
+
+    manifest = make_manifest(opts, info, world, split, seg, crops, tries, hr, timings)
+    write_manifest(out, manifest)
+    sheet = contact_sheet(out, crops.entries, hr)
+    manifest["timings_s"]["total"] = round(time.perf_counter() - t0, 2)
+    manifest["contact_sheet"] = sheet.name if sheet else None
+    write_manifest(out, manifest)
+    log(
+        f"wrote {len(crops.entries)} crops ({len(manifest['splits']['train'])} train, "
+        f"{len(manifest['splits']['val'])} "
+        f"val) to {out} in {manifest['timings_s']['total']:.1f}s; class shares "
+        + ", ".join(f"{k} {v:.3f}" for k, v in manifest["class_shares"].items()),
+        opts.quiet,
+    )
+    return manifest
+
+
+def check_destination(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"--out {out} exists and is not a folder")
+    if (out / "manifest.json").exists() and not overwrite:
+        raise BuildError(f"{out} already holds a dataset (manifest.json); pass --overwrite or another --out")
+
+
+def region_split(world: WorldMap, opts: BuildOptions) -> RegionSplit:
+    """Longitude bands, at least ~2.5 crops wide (at 40 degrees latitude) so that crops fit inside one
+    band, some of them held out for validation."""
+    crop_cols = source_columns(opts.size, 40.0, world.dlat, world.dlon) + 2 * MARGIN
+    n_bands = max(2, min(opts.bands, int(world.shape[1] / (2.5 * crop_cols))))
+    return RegionSplit.make(world.height_m > 0, n_bands, opts.val_share, opts.seed)
+
+
+@dataclass
+class Crops:
+    """What ``write_crops`` wrote: one manifest entry per crop, class pixel counts per split, and the
+    share of pixels per crop where water (class 0) and height <= 0 agree."""
+
+    entries: list[dict]
+    counts: dict[str, np.ndarray]
+    water_ok: list[float]
+    resumed: int  # crops found complete on disk (--resume)
+
+
+def write_crops(
+    out: Path, world: WorldMap, boxes: list, seg: Segmenter, hr: tuple[float, float], opts: BuildOptions
+) -> Crops:
+    """Each accepted box -> NAME_t.png, NAME_h.png, NAME_i2.png (+ NAME_albedo.png) and its entry."""
+    crops = Crops(
+        [], {"train": np.zeros(NUM_CLASSES, np.int64), "val": np.zeros(NUM_CLASSES, np.int64)}, [], 0
+    )
+    prog = Progress(len(boxes), "crops", enabled=not opts.quiet)
     digits = max(4, len(str(len(boxes))))
-    resumed = 0
     for i, (box, band, which) in enumerate(boxes):
-        name = f"{args.prefix}{i:0{digits}d}"
-        crng = np.random.default_rng([args.seed, 3, i])
-        bp = BlobParams.random(crng, args.size)
+        name = f"{opts.prefix}{i:0{digits}d}"
+        bp = BlobParams.random(np.random.default_rng([opts.seed, 3, i]), opts.size)
         files = [out / f"{name}{sfx}" for sfx in ("_t.png", "_h.png", "_i2.png")]
         if world.albedo is not None:
             files.append(out / f"{name}_albedo.png")
-        if args.resume and all(f.is_file() for f in files):
+        if opts.resume and all(f.is_file() for f in files):
             # Written by an interrupted run of the same command (files are written atomically, and the
             # crops, the segmentation fit and the blob parameters are all functions of the seed).
             lab, hgt = read_back(out, name, hr)
-            resumed += 1
+            crops.resumed += 1
         else:
-            c = extract(world, box, MARGIN)
-            lab = postprocess(seg.proba(c["terrain"], c["height_m"]), bp)
-            core = (slice(MARGIN, MARGIN + args.size),) * 2
-            lab = lab[core]
-            ter, hgt = c["terrain"][core], c["height_m"][core]
-            save_png(out / f"{name}_t.png", ter)
-            save_png(out / f"{name}_h.png", encode_height(hgt, hr))
-            save_png(out / f"{name}_i2.png", PALETTE[lab])
-            if "albedo" in c:
-                save_png(out / f"{name}_albedo.png", c["albedo"][core])
+            lab, hgt = write_crop(out, name, world, box, seg, bp, hr, opts.size)
         cnt = np.bincount(lab.ravel(), minlength=NUM_CLASSES)
-        counts[which] += cnt
-        water_ok.append(((lab == 0) == (hgt <= 0)).mean())
-        entries.append(
-            {
-                "name": name,
-                "split": which,
-                "band": band,
-                "lat": round(box.lat, 4),
-                "lon": round(box.lon, 4),
-                "row": box.row,
-                "col": round(box.col, 3),
-                "src_rows": box.size,
-                "src_cols": round(box.cols, 3),
-                "size": box.size,
-                "x_scale": round(box.size / box.cols, 5),
-                "blobs": asdict(bp),
-                "class_shares": {CLASS_NAMES[k]: round(float(v) / lab.size, 5) for k, v in enumerate(cnt)},
-            }
-        )
+        crops.counts[which] += cnt
+        crops.water_ok.append(((lab == 0) == (hgt <= 0)).mean())
+        crops.entries.append(crop_entry(name, which, band, box, bp, cnt, lab.size))
         prog.update(i + 1)
-    t_crops = time.perf_counter() - t1
+    return crops
 
-    def shares(v):
-        tot = max(int(v.sum()), 1)
-        return {CLASS_NAMES[k]: round(float(v[k]) / tot, 5) for k in range(NUM_CLASSES)}
 
+def write_crop(
+    out: Path,
+    name: str,
+    world: WorldMap,
+    box,
+    seg: Segmenter,
+    bp: BlobParams,
+    hr: tuple[float, float],
+    size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One crop's files; returns its (labels, height in metres)."""
+    c = extract(world, box, MARGIN)
+    lab = postprocess(seg.proba(c["terrain"], c["height_m"]), bp)
+    core = (slice(MARGIN, MARGIN + size),) * 2
+    lab = lab[core]
+    ter, hgt = c["terrain"][core], c["height_m"][core]
+    save_png(out / f"{name}_t.png", ter)
+    save_png(out / f"{name}_h.png", encode_height(hgt, hr))
+    save_png(out / f"{name}_i2.png", PALETTE[lab])
+    if "albedo" in c:
+        save_png(out / f"{name}_albedo.png", c["albedo"][core])
+    return lab, hgt
+
+
+def crop_entry(name: str, which: str, band: int, box, bp: BlobParams, cnt: np.ndarray, pixels: int) -> dict:
+    """A crop's manifest entry: where it came from, its split and blob parameters, its class shares."""
+    return {
+        "name": name,
+        "split": which,
+        "band": band,
+        "lat": round(box.lat, 4),
+        "lon": round(box.lon, 4),
+        "row": box.row,
+        "col": round(box.col, 3),
+        "src_rows": box.size,
+        "src_cols": round(box.cols, 3),
+        "size": box.size,
+        "x_scale": round(box.size / box.cols, 5),
+        "blobs": asdict(bp),
+        "class_shares": {CLASS_NAMES[k]: round(float(v) / pixels, 5) for k, v in enumerate(cnt)},
+    }
+
+
+def class_shares(counts: np.ndarray) -> dict[str, float]:
+    tot = max(int(counts.sum()), 1)
+    return {CLASS_NAMES[k]: round(float(counts[k]) / tot, 5) for k in range(NUM_CLASSES)}
+
+
+def make_manifest(
+    opts: BuildOptions,
+    info: dict,
+    world: WorldMap,
+    split: RegionSplit,
+    seg: Segmenter,
+    crops: Crops,
+    tries: int,
+    hr: tuple[float, float],
+    timings: dict[str, float],
+) -> dict:
+    """manifest.json's content (its total time and contact sheet are added once those exist)."""
     dy_m = math.radians(world.dlat) * 6_371_000.0
-    manifest = {
+    entries = crops.entries
+    return {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
         **info,
-        "seed": args.seed,
-        "parameters": {
-            k: v
-            for k, v in vars(args).items()
-            if k not in ("out", "overwrite", "quiet", "resume") and v is not None
-        },
-        "map_shape": [H, W],
+        "seed": opts.seed,
+        "parameters": opts.manifest_parameters(),
+        "map_shape": list(world.shape),
         "lat_range": list(world.lat_range),
         "lon_span": world.lon_span,
-        "size": args.size,
+        "size": opts.size,
         "count": len(entries),
         "crop_tries": tries,
-        "resumed_crops": resumed,
+        "resumed_crops": crops.resumed,
         "height_range_m": [float(hr[0]), float(hr[1])],
         "height_encoding": "metres = lo + uint16 / 65535 * (hi - lo), [lo, hi] = height_range_m",
         "cell_size_m": round(dy_m, 2),
         "class_order": list(CLASS_NAMES),
         "palette": PALETTE.tolist(),
-        "class_shares": shares(counts["train"] + counts["val"]),
-        "class_shares_by_split": {k: shares(v) for k, v in counts.items()},
-        "water_matches_sea_level": round(float(np.mean(water_ok)), 4),
+        "class_shares": class_shares(crops.counts["train"] + crops.counts["val"]),
+        "class_shares_by_split": {k: class_shares(v) for k, v in crops.counts.items()},
+        "water_matches_sea_level": round(float(np.mean(crops.water_ok)), 4),
         "split": {
             "method": "longitude bands; a crop lies wholly inside one band; val bands drawn with the seed",
-            "bands": n_bands,
+            "bands": split.n_bands,
             "val_bands": list(split.val_bands),
-            "band_width_deg": world.lon_span / n_bands,
+            "band_width_deg": world.lon_span / split.n_bands,
         },
         "splits": {s: [e["name"] for e in entries if e["split"] == s] for s in ("train", "val")},
         "segmentation": seg.summary(),
-        "timings_s": {
-            "source": round(t_source, 2),
-            "select": round(t_select, 2),
-            "fit_segmentation": round(t_fit, 2),
-            "crops": round(t_crops, 2),
-        },
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "crops": entries,
     }
-    write_manifest(out, manifest)
-    sheet = contact_sheet(out, entries, hr)
-    manifest["timings_s"]["total"] = round(time.perf_counter() - t0, 2)
-    manifest["contact_sheet"] = sheet.name if sheet else None
-    write_manifest(out, manifest)
-    log(
-        f"wrote {len(entries)} crops ({len(manifest['splits']['train'])} train, "
-        f"{len(manifest['splits']['val'])} "
-        f"val) to {out} in {manifest['timings_s']['total']:.1f}s; class shares "
-        + ", ".join(f"{k} {v:.3f}" for k, v in manifest["class_shares"].items()),
-        args.quiet,
-    )
-    return manifest
 
 
 def read_back(out: Path, name: str, hr: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -427,17 +527,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_args(args) -> None:
-    if args.count < 1:
-        raise BuildError(f"--count must be >= 1, got {args.count}")
-    if args.size < 32 or args.size % 32:
-        raise BuildError(
-            f"--size must be a positive multiple of 32 (the generator's downsampling), got {args.size}"
-        )
-    if not 0 <= args.val_share < 1:
-        raise BuildError(f"--val-share must be in [0, 1), got {args.val_share}")
-    if args.bands < 2:
-        raise BuildError(f"--bands must be >= 2, got {args.bands}")
+def options_from_args(args: argparse.Namespace) -> BuildOptions:
+    """The parsed command line as typed options (checked: a bad value raises BuildError)."""
+
+    def pair(v) -> tuple[float, float] | None:
+        return None if v is None else (float(v[0]), float(v[1]))
+
+    return BuildOptions(
+        **{
+            **vars(args),
+            "out": Path(args.out),
+            "lat_range": pair(args.lat_range),
+            "height_range_m": pair(args.height_range_m),
+            "height_range_out": pair(args.height_range_out),
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -445,9 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def body() -> int:
-        check_args(args)
-        check_output_dir(args.out, "--out")  # before reading any source
-        build(args)
+        opts = options_from_args(args)
+        check_output_dir(opts.out, "--out")  # before reading any source
+        build(opts)
         return 0
 
     return run_entry(

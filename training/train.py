@@ -32,7 +32,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ import torch
 from training import checkpoint as ckpt
 from training import distributed as D
 from training.losses import (
+    DOutput,
     detail_stats_loss,
     discriminator_losses,
     diversity_loss,
@@ -149,6 +150,16 @@ def configure_cuda_backends() -> None:
 # ------------------------------------------------------------------------------------------------ trainer
 
 
+class Judged(NamedTuple):
+    """What one step's G and D forward produced (see ``Trainer._generate_and_judge``)."""
+
+    out: Any  # the generator's outputs: route 1 (rgb, height, texture_lab) and route 2 (*_flip)
+    real_input: torch.Tensor  # D's input for the real maps [N, 13, H, W] (discriminator_input)
+    d_real: DOutput  # D on the real maps: per scale (logits, features)
+    d_fake: DOutput  # D on route 1
+    d_flip: DOutput | None  # D on route 2 (None without flip_route)
+
+
 class Trainer:
     """Networks, optimisers and the switch state; ``train_step(batch)`` runs one step of the original."""
 
@@ -156,56 +167,18 @@ class Trainer:
         self.cfg = cfg
         self.env = env or D.DistEnv()
         self.device = self.env.device
-        self.log = log if self.env.is_main else (lambda *a, **k: None)
+        self.log = log if self.env.is_main else _quiet
         self.total_steps = total_steps
         if self.device.type == "cuda":
             configure_cuda_backends()
-        torch.manual_seed(cfg.seed)  # same initial weights everywhere (rank 0's are broadcast anyway)
-        self.gen = TrainGenerator(cfg.generator_config(), cfg.shadow_config()).to(self.device)
-        self.gen.generator.check_values = False  # its inputs are drawn here; a check is a sync on a GPU
-        from terrain_core.nn.discriminator import MultiScaleDiscriminator
-
-        self.disc = MultiScaleDiscriminator(cfg.discriminator_config()).to(self.device)
-        self.channels_last = cfg.channels_last and self.device.type == "cuda"
-        if self.channels_last:
-            self.gen.to(memory_format=torch.channels_last)
-            self.disc.to(memory_format=torch.channels_last)
-        D.broadcast_module_(self.gen, self.env)
-        D.broadcast_module_(self.disc, self.env)
-        self.ema = copy.deepcopy(self.gen).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-        if cfg.compile:
-            # In place (Module.compile): state-dict keys stay as they are; the EMA copy is made above.
-            # R1 does not go through the compiled D (see r1_disc).
-            self.gen.generator.compile(backend=cfg.compile_backend)
-            self.disc.compile(backend=cfg.compile_backend)
-
-        self.g_params = [p for p in self.gen.parameters() if p.requires_grad]
-        self.d_params = [p for p in self.disc.parameters() if p.requires_grad]
-        # Fused Adam (one kernel, step counters on the device): no per-parameter host reads of the step.
-        fused = self.device.type in ("cuda", "cpu")
-        self.g_opt = torch.optim.Adam(
-            self.g_params, lr=cfg.g_lr, betas=(cfg.g_beta1, cfg.g_beta2), eps=cfg.adam_eps, fused=fused
-        )
-        self.d_opt = torch.optim.Adam(
-            self.d_params, lr=cfg.d_lr, betas=(cfg.d_beta1, cfg.d_beta2), eps=cfg.adam_eps, fused=fused
-        )
-        if self.ema is not None:
-            self.ema_params = list(self.ema.parameters())
-            self.ema_buffers = list(self.ema.buffers())
+        self._build_networks()
+        self._build_optimisers()
         self.amp = amp_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
-
         self.vgg, self.perceptual_source = None, "off"
         self.fm_weight = cfg.fm_weight
         self._setup_perceptual()
-        if self.env.distributed:
-            # Every rank must compute the same loss terms, or the shared all_reduce buffer would differ.
-            kinds = D.all_gather_objects(self.perceptual_source.split(" (")[0], self.env)
-            if len(set(kinds)) > 1:
-                raise RuntimeError(
-                    f"processes disagree on the perceptual loss ({kinds}): some found VGG19 weights and "
-                    "others did not; give every node the same vgg_weights file"
-                )
+        self._check_perceptual_agrees()
 
         # Switch and bookkeeping state (all in the checkpoint).
         self.step = 0  # batches consumed (skipped steps included)
@@ -219,6 +192,45 @@ class Trainer:
         self.campaign: list[dict[str, Any]] = []  # earlier runs continued from a resume state
 
     # -- set-up -------------------------------------------------------------------------------------------
+
+    def _build_networks(self) -> None:
+        """G + shadow, D and the EMA copy of G, with the same initial weights on every process, in
+        channels_last on a GPU, compiled when the config asks."""
+        from terrain_core.nn.discriminator import MultiScaleDiscriminator
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)  # same initial weights everywhere (rank 0's are broadcast anyway)
+        self.gen = TrainGenerator(cfg.generator_config(), cfg.shadow_config()).to(self.device)
+        self.gen.generator.check_values = False  # its inputs are drawn here; a check is a sync on a GPU
+        self.disc = MultiScaleDiscriminator(cfg.discriminator_config()).to(self.device)
+        self.channels_last = cfg.channels_last and self.device.type == "cuda"
+        if self.channels_last:
+            self.gen.to(memory_format=torch.channels_last)
+            self.disc.to(memory_format=torch.channels_last)
+        D.broadcast_module_(self.gen, self.env)
+        D.broadcast_module_(self.disc, self.env)
+        self.ema = copy.deepcopy(self.gen).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+        if self.ema is not None:
+            self.ema_params = list(self.ema.parameters())
+            self.ema_buffers = list(self.ema.buffers())
+        if cfg.compile:
+            # In place (Module.compile): state-dict keys stay as they are; the EMA copy is made above.
+            # R1 does not go through the compiled D (see r1_disc).
+            self.gen.generator.compile(backend=cfg.compile_backend)
+            self.disc.compile(backend=cfg.compile_backend)
+
+    def _build_optimisers(self) -> None:
+        cfg = self.cfg
+        self.g_params = [p for p in self.gen.parameters() if p.requires_grad]
+        self.d_params = [p for p in self.disc.parameters() if p.requires_grad]
+        # Fused Adam (one kernel, step counters on the device): no per-parameter host reads of the step.
+        fused = self.device.type in ("cuda", "cpu")
+        self.g_opt = torch.optim.Adam(
+            self.g_params, lr=cfg.g_lr, betas=(cfg.g_beta1, cfg.g_beta2), eps=cfg.adam_eps, fused=fused
+        )
+        self.d_opt = torch.optim.Adam(
+            self.d_params, lr=cfg.d_lr, betas=(cfg.d_beta1, cfg.d_beta2), eps=cfg.adam_eps, fused=fused
+        )
 
     def _setup_perceptual(self) -> None:
         cfg = self.cfg
@@ -256,6 +268,17 @@ class Trainer:
             return
         self.vgg = net.to(self.device)
         self.perceptual_source = f"vgg19 ({where})"
+
+    def _check_perceptual_agrees(self) -> None:
+        """Every rank must compute the same loss terms, or the shared all_reduce buffer would differ."""
+        if not self.env.distributed:
+            return
+        kinds = D.all_gather_objects(self.perceptual_source.split(" (")[0], self.env)
+        if len(set(kinds)) > 1:
+            raise RuntimeError(
+                f"processes disagree on the perceptual loss ({kinds}): some found VGG19 weights and "
+                "others did not; give every node the same vgg_weights file"
+            )
 
     # -- one step -----------------------------------------------------------------------------------------
 
@@ -299,116 +322,188 @@ class Trainer:
         return f
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        """One batch: D step always, G step while the switch is on. Returns the all-process mean stats."""
-        from terrain_core.nn.discriminator import discriminator_input
+        """One batch: D step always, G step while the switch is on. Returns the all-process mean stats.
 
+        The phases in order: G's two routes and one D pass (``_generate_and_judge``), D's hinge losses
+        (``_d_phase``), G's loss terms while G is on (``_g_phase``), lazy R1 (``_r1_phase``); then both
+        networks' gradients from that one forward, one all_reduce, unscale + clip + one read-back, and the
+        updates (optimisers, EMA, switch, bad-step counters).
+        """
         cfg = self.cfg
-        onehot = self._to_device(batch["onehot"]).float()  # [N, 7, H, W]
-        real_rgb = self._to_device(batch["terrain"]).float()  # [N, 3, H, W] -1..1
-        real_h = self._to_device(batch["height"]).float()  # [N, 1, H, W] -1..1
-        n, _, h, w = onehot.shape
+        onehot, real_rgb, real_h = self._inputs(batch)
         g_on = self.g_on
         lr_f = self._set_lrs()
-        z, noises = self.draw_latents(n, h, w)
-        flip_lr, flip_ud = self.draw_flips(n) if cfg.flip_route else (None, None)
-
         with self._autocast():
-            with torch.set_grad_enabled(g_on):
-                out = self.gen(onehot, z, noises, flip_lr, flip_ud)  # routes 1 and 2
-            parts = [
-                discriminator_input(onehot, real_rgb, real_h),
-                discriminator_input(onehot, out.rgb, out.height),
-            ]
-            if cfg.flip_route:
-                parts.append(discriminator_input(out.onehot_flip, out.rgb_flip, out.height_flip))
-            d_split = split_batch(self.disc(torch.cat(parts, 0)), len(parts))  # one batch: real + fakes
-            d_real, d_fake = d_split[0], d_split[1]
-            d_flip = d_split[2] if cfg.flip_route else None
-            terms = discriminator_losses(d_real, d_fake, d_flip)
+            judged = self._generate_and_judge(onehot, real_rgb, real_h, g_on)
+            terms = self._d_phase(judged)
             if g_on:
-                terms.update(generator_adv_losses(d_fake, d_flip))
-                weights = {"g_adv": 1.0, "g_adv_flip": 1.0}
-                if self.vgg is not None:  # RGB and height through one VGG batch
-                    pair = perceptual_l1_pair(self.vgg, (out.rgb, real_rgb), (out.height, real_h))
-                    terms["perc_rgb"], terms["perc_h"] = pair
-                    weights["perc_rgb"] = weights["perc_h"] = cfg.perceptual_weight
-                if self.fm_weight:
-                    terms["fm"] = feature_matching(d_fake, d_real)
-                    weights["fm"] = self.fm_weight
-                if cfg.l1_weight:
-                    terms["l1"] = l1_loss(out.rgb, real_rgb, out.height, real_h)
-                    weights["l1"] = cfg.l1_weight
-                if cfg.slope_stats_weight:
-                    terms["slope_stats"] = slope_stats_loss(out.height, real_h, onehot)
-                    weights["slope_stats"] = cfg.slope_stats_weight
-                if cfg.detail_stats_weight:
-                    terms["detail_stats"] = detail_stats_loss(out.rgb, real_rgb, onehot)
-                    weights["detail_stats"] = cfg.detail_stats_weight
-                if cfg.diversity_weight:
-                    # The first k maps again with another seed (z and noise), no D pass: their detail
-                    # should differ (mode seeking).
-                    k = min(n, cfg.diversity_samples)
-                    z2, noises2 = self.draw_latents(k, h, w, stream=3)
-                    out2 = self.gen(onehot[:k], z2, noises2)
-                    terms["diversity"] = diversity_loss(
-                        (out.height[:k], out.texture_lab[:k]),
-                        (out2.height, out2.texture_lab),
-                        cfg.diversity_cap,
-                        mask=1.0 - onehot[:k, :1] if cfg.diversity_land_only else None,  # channel 0: water
-                    )
-                    weights["diversity"] = cfg.diversity_weight
-                terms["g_total"] = weighted_total(terms, weights)
-
+                terms.update(self._g_phase(judged, onehot, real_rgb, real_h))
         d_obj = terms["d_total"]
-        if cfg.r1_gamma and self.step % cfg.r1_every == 0:
-            # Lazy R1 (StyleGAN2): every r1_every steps, scaled by r1_every; a separate fp32 pass on real.
-            x = parts[0].detach().float().requires_grad_(True)
-            logits = [lg for lg, _ in self.r1_disc(x)]
-            terms["r1"] = r1_penalty(logits, x, first_channel=onehot.shape[1])  # image channels only
-            d_obj = d_obj + terms["r1"] * (0.5 * cfg.r1_gamma * cfg.r1_every)
+        r1 = self._r1_phase(judged.real_input, map_channels=onehot.shape[1])
+        if r1 is not None:
+            terms["r1"] = r1
+            d_obj = d_obj + r1 * (0.5 * cfg.r1_gamma * cfg.r1_every)
 
-        # Gradients of both networks from the same forward (the original's simultaneous update).
+        params, grads = self._gradients(d_obj, terms.get("g_total"), g_on)
+        names, values = self._average_over_processes(params, grads, terms)
+        losses, d_norm, g_norm = self._unscale_clip_read(names, values, g_on)
+        applied = self._apply_updates(losses, d_norm, g_norm, g_on)
+
+        self.d_opt.zero_grad(set_to_none=True)
+        self.g_opt.zero_grad(set_to_none=True)
+        self.decisions_hex = hashlib.sha256(f"{self.decisions_hex}{int(g_on)}".encode()).hexdigest()
+        self.step += 1
+        self._stop_if_diverged(losses)
+        return {
+            **losses,
+            "g_on": float(g_on),
+            "lr_factor": lr_f,
+            "d_grad_norm": d_norm,
+            "g_grad_norm": g_norm,
+            "skipped": float(not applied),
+        }
+
+    def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch on the device: one-hot map [N, 7, H, W], terrain RGB [N, 3, H, W] and height
+        [N, 1, H, W], both -1..1."""
+        onehot = self._to_device(batch["onehot"]).float()
+        real_rgb = self._to_device(batch["terrain"]).float()
+        real_h = self._to_device(batch["height"]).float()
+        return onehot, real_rgb, real_h
+
+    def _generate_and_judge(
+        self, onehot: torch.Tensor, real_rgb: torch.Tensor, real_h: torch.Tensor, g_on: bool
+    ) -> Judged:
+        """G's routes 1 and 2 (with gradients while G is on), then one D forward over real + fakes."""
+        from terrain_core.nn.discriminator import discriminator_input
+
+        n, _, h, w = onehot.shape
+        z, noises = self.draw_latents(n, h, w)
+        flip_lr, flip_ud = self.draw_flips(n) if self.cfg.flip_route else (None, None)
+        with torch.set_grad_enabled(g_on):
+            out = self.gen(onehot, z, noises, flip_lr, flip_ud)  # routes 1 and 2
+        parts = [
+            discriminator_input(onehot, real_rgb, real_h),
+            discriminator_input(onehot, out.rgb, out.height),
+        ]
+        if self.cfg.flip_route:
+            parts.append(discriminator_input(out.onehot_flip, out.rgb_flip, out.height_flip))
+        d_split = split_batch(self.disc(torch.cat(parts, 0)), len(parts))  # one batch: real + fakes
+        d_flip = d_split[2] if self.cfg.flip_route else None
+        return Judged(out, parts[0], d_split[0], d_split[1], d_flip)
+
+    @staticmethod
+    def _d_phase(judged: Judged) -> dict[str, torch.Tensor]:
+        """D's hinge losses over both routes (d_real, d_fake, d_fake_flip, d_total)."""
+        return discriminator_losses(judged.d_real, judged.d_fake, judged.d_flip)
+
+    def _g_phase(
+        self, judged: Judged, onehot: torch.Tensor, real_rgb: torch.Tensor, real_h: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """G's loss terms and their weighted sum ``g_total``: the hinge on both routes (judged by this
+        step's D), VGG19 perceptual L1 and/or D feature matching, and the optional L1, slope and detail
+        statistics and diversity terms."""
+        cfg, out = self.cfg, judged.out
+        terms = generator_adv_losses(judged.d_fake, judged.d_flip)
+        weights = {"g_adv": 1.0, "g_adv_flip": 1.0}
+        if self.vgg is not None:  # RGB and height through one VGG batch
+            pair = perceptual_l1_pair(self.vgg, (out.rgb, real_rgb), (out.height, real_h))
+            terms["perc_rgb"], terms["perc_h"] = pair
+            weights["perc_rgb"] = weights["perc_h"] = cfg.perceptual_weight
+        if self.fm_weight:
+            terms["fm"] = feature_matching(judged.d_fake, judged.d_real)
+            weights["fm"] = self.fm_weight
+        if cfg.l1_weight:
+            terms["l1"] = l1_loss(out.rgb, real_rgb, out.height, real_h)
+            weights["l1"] = cfg.l1_weight
+        if cfg.slope_stats_weight:
+            terms["slope_stats"] = slope_stats_loss(out.height, real_h, onehot)
+            weights["slope_stats"] = cfg.slope_stats_weight
+        if cfg.detail_stats_weight:
+            terms["detail_stats"] = detail_stats_loss(out.rgb, real_rgb, onehot)
+            weights["detail_stats"] = cfg.detail_stats_weight
+        if cfg.diversity_weight:
+            terms["diversity"] = self._diversity_term(out, onehot)
+            weights["diversity"] = cfg.diversity_weight
+        terms["g_total"] = weighted_total(terms, weights)
+        return terms
+
+    def _diversity_term(self, out, onehot: torch.Tensor) -> torch.Tensor:
+        """Mode seeking: the first k maps again with another seed (z and noise), no D pass; their detail
+        should differ from route 1's."""
+        cfg = self.cfg
+        n, _, h, w = onehot.shape
+        k = min(n, cfg.diversity_samples)
+        z2, noises2 = self.draw_latents(k, h, w, stream=3)
+        out2 = self.gen(onehot[:k], z2, noises2)
+        return diversity_loss(
+            (out.height[:k], out.texture_lab[:k]),
+            (out2.height, out2.texture_lab),
+            cfg.diversity_cap,
+            mask=1.0 - onehot[:k, :1] if cfg.diversity_land_only else None,  # channel 0: water
+        )
+
+    def _r1_phase(self, real_input: torch.Tensor, map_channels: int) -> torch.Tensor | None:
+        """Lazy R1 (StyleGAN2) on D's real input: every r1_every steps (None otherwise, and when off), a
+        separate fp32 pass, the penalty on the image channels only (those after the map's)."""
+        cfg = self.cfg
+        if not (cfg.r1_gamma and self.step % cfg.r1_every == 0):
+            return None
+        x = real_input.detach().float().requires_grad_(True)
+        logits = [lg for lg, _ in self.r1_disc(x)]
+        return r1_penalty(logits, x, first_channel=map_channels)
+
+    def _gradients(
+        self, d_obj: torch.Tensor, g_obj: torch.Tensor | None, g_on: bool
+    ) -> tuple[list[torch.nn.Parameter], list[torch.Tensor]]:
+        """Gradients of both networks from the same forward (the original's simultaneous update),
+        loss-scaled under fp16, zeros for unused parameters: (parameters, gradients), D's then G's (while
+        G is on)."""
         scale = self.scaler.scale if self.scaler.is_enabled() else (lambda t: t)
         d_grads = torch.autograd.grad(scale(d_obj), self.d_params, retain_graph=g_on, allow_unused=True)
         g_grads: tuple = ()
         if g_on:
-            g_grads = torch.autograd.grad(scale(terms["g_total"]), self.g_params, allow_unused=True)
-        d_grads = [
-            torch.zeros_like(p) if g is None else g for p, g in zip(self.d_params, d_grads, strict=True)
+            g_grads = torch.autograd.grad(scale(g_obj), self.g_params, allow_unused=True)
+        params = self.d_params + (self.g_params if g_on else [])
+        grads = [
+            torch.zeros_like(p) if g is None else g for p, g in zip(params, d_grads + g_grads, strict=True)
         ]
-        if g_on:
-            g_grads = [
-                torch.zeros_like(p) if g is None else g for p, g in zip(self.g_params, g_grads, strict=True)
-            ]
-        else:
-            g_grads = []
+        return params, grads
 
-        # One all_reduce: D grads, G grads, then the loss values (identical key order on every rank,
-        # since every rank has the same config and the same g_on).
+    def _average_over_processes(
+        self, params: list[torch.nn.Parameter], grads: list[torch.Tensor], terms: dict[str, torch.Tensor]
+    ) -> tuple[list[str], torch.Tensor]:
+        """One all_reduce: the gradients, then the loss values (identical key order on every rank, since
+        every rank has the same config and the same g_on); the gradients then become ``params``' .grad.
+        Returns the loss names (sorted) and their values [len(names)], still on the device."""
         names = sorted(terms)
         values = torch.stack([terms[k].detach().float() for k in names])
-        params = self.d_params + (self.g_params if g_on else [])
-        grads = d_grads + g_grads
         if self.env.distributed:
             flat = torch.cat([_flatten(grads), values])
             D.all_mean_(flat, self.env)
             values = unflatten_into_(flat, grads)  # in place, keeping each gradient's memory layout
         for p, gr in zip(params, grads, strict=True):
             p.grad = gr
+        return names, values
 
-        # Unscale (fp16), clip, then read the losses and both norms back in one device-to-host copy: the
-        # step's only sync (none is needed before it, since a skipped step's gradients are dropped).
+    def _unscale_clip_read(
+        self, names: list[str], values: torch.Tensor, g_on: bool
+    ) -> tuple[dict[str, float], float, float]:
+        """Unscale (fp16), clip, then read the losses and both norms back in one device-to-host copy: the
+        step's only sync (none is needed before it, since a skipped step's gradients are dropped).
+        Returns (losses, D's gradient norm, G's: 0 while G is off)."""
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.d_opt)
             if g_on:
                 self.scaler.unscale_(self.g_opt)
-        d_norm_t = self._clip(self.d_params, cfg.d_clip)
-        g_norm_t = self._clip(self.g_params, cfg.g_clip) if g_on else torch.zeros_like(d_norm_t)
+        d_norm_t = self._clip(self.d_params, self.cfg.d_clip)
+        g_norm_t = self._clip(self.g_params, self.cfg.g_clip) if g_on else torch.zeros_like(d_norm_t)
         host = torch.cat([values, d_norm_t.reshape(1), g_norm_t.reshape(1)]).tolist()
-        losses = dict(zip(names, host[: len(names)], strict=True))
-        d_norm, g_norm = host[-2:]
+        return dict(zip(names, host[: len(names)], strict=True)), host[-2], host[-1]
 
-        stats: dict[str, float] = {**losses, "g_on": float(g_on), "lr_factor": lr_f}
+    def _apply_updates(self, losses: dict[str, float], d_norm: float, g_norm: float, g_on: bool) -> bool:
+        """The optimiser steps of a finite step, then the EMA, the D:G switch and the bad-step counters.
+        Returns whether the step was applied."""
         losses_finite = all(math.isfinite(v) for v in losses.values())
         grads_finite = math.isfinite(d_norm) and math.isfinite(g_norm)
         applied = losses_finite and grads_finite
@@ -433,17 +528,17 @@ class Trainer:
                 self.g_updates += 1
                 self._update_ema()
             self.bad_in_a_row = 0
-            if cfg.dynamic_ratio:
-                self.g_on = update_g_enabled(g_on, losses["d_total"], cfg.d_loss_upper, cfg.d_loss_lower)
+            if self.cfg.dynamic_ratio:
+                self.g_on = update_g_enabled(
+                    g_on, losses["d_total"], self.cfg.d_loss_upper, self.cfg.d_loss_lower
+                )
         elif not (losses_finite and self.scaler.is_enabled()):
             self.bad_in_a_row += 1
             self.bad_total += 1
-        self.d_opt.zero_grad(set_to_none=True)
-        self.g_opt.zero_grad(set_to_none=True)
-        self.decisions_hex = hashlib.sha256(f"{self.decisions_hex}{int(g_on)}".encode()).hexdigest()
-        self.step += 1
-        stats.update(d_grad_norm=d_norm, g_grad_norm=g_norm, skipped=float(not applied))
-        if self.bad_in_a_row >= cfg.max_bad_steps:
+        return applied
+
+    def _stop_if_diverged(self, losses: dict[str, float]) -> None:
+        if self.bad_in_a_row >= self.cfg.max_bad_steps:
             bad = sorted(k for k, v in losses.items() if not math.isfinite(v)) or ["gradients"]
             raise TrainingDiverged(
                 f"{self.bad_in_a_row} consecutive steps (up to step {self.step}) had NaN/inf values "
@@ -451,7 +546,6 @@ class Trainer:
                 "(latest.pt) holds the state before them. Try lower learning rates (--set g_lr=... "
                 "--set d_lr=...), --set amp=off, R1 (--set r1_gamma=1), or check the data for broken maps."
             )
-        return stats
 
     def r1_disc(self, x: torch.Tensor):
         """D for R1: R1 differentiates D's gradient (a double backward), which a compiled module
@@ -810,13 +904,38 @@ def out_of_time(step: int, t_begin: float, cfg: TrainConfig, env: D.DistEnv) -> 
 
 def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_from=None) -> dict[str, Any]:
     t_begin = time.time()  # max_minutes counts from here: set-up (data, networks, compile) included
-    log = log if env.is_main else (lambda *a, **k: None)
+    log = log if env.is_main else _quiet
     if max_steps is not None:
         cfg = cfg.replace(max_steps=max_steps)
-    ds = open_dataset(
-        data_dir, cfg.crop, cfg.seed, cfg.split
-    )  # before creating anything: bad data fails clean
+    ds = open_dataset(data_dir, cfg.crop, cfg.seed, cfg.split)  # before creating anything: bad data fails
     run_dir.mkdir(parents=True, exist_ok=True)
+    sampler, per_epoch, total = plan_steps(ds, data_dir, cfg, env)
+    trainer = Trainer(cfg, env, total_steps=total, log=log)
+    start_state(trainer, run_dir, resume, resume_from, log)
+    if env.is_main:
+        (run_dir / "config.toml").write_text(config_to_toml(cfg))
+    log(run_banner(trainer, len(ds), per_epoch, total))
+    fixed = sample_maps(ds, data_dir, cfg) if env.is_main and cfg.sample_count else None
+    loader = make_loader(ds, sampler, cfg, env)
+    t_start = time.time()
+    stopped = run_steps(trainer, loader, sampler, per_epoch, total, fixed, run_dir, t_begin, log)
+    summary = run_summary(trainer, stopped, t_start)
+    if env.is_main:
+        finish_run(trainer, summary, fixed, run_dir, data_dir, preset, log)
+    log(
+        f"done: {trainer.step} steps, D:G {summary['dg_ratio']:.2f}:1, {trainer.bad_total} skipped, "
+        f"{summary['seconds']:.0f} s"
+    )
+    return summary
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The log of processes other than rank 0."""
+
+
+def plan_steps(ds, data_dir: Path, cfg: TrainConfig, env: D.DistEnv) -> tuple[ResumableSampler, int, int]:
+    """This process's sampler, the steps per epoch and the steps of the run (epochs, capped by
+    max_steps; max_steps alone when epochs is 0)."""
     if len(ds) < cfg.batch_size * env.world:
         raise UsageError(
             f"{data_dir} has {len(ds)} maps for split {cfg.split!r}; one step needs batch_size x processes "
@@ -827,8 +946,13 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_f
     total = cfg.epochs * per_epoch
     if cfg.max_steps:
         total = min(total, cfg.max_steps) if cfg.epochs else cfg.max_steps
-    trainer = Trainer(cfg, env, total_steps=total, log=log)
+    return sampler, per_epoch, total
 
+
+def start_state(trainer: Trainer, run_dir: Path, resume: bool, resume_from, log) -> None:
+    """Where the run starts: RUN_DIR/latest.pt (``resume``), a compact resume state (``resume_from``),
+    the config's warm start (``init_from``), or fresh weights."""
+    cfg, env = trainer.cfg, trainer.env
     latest = ckpt.latest_path(run_dir)
     if resume:
         if not latest.is_file():
@@ -859,24 +983,32 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_f
         except ValueError as e:
             raise UsageError(str(e)) from None
         log(f"warm start from {cfg.init_from}: {ws.summary()}")
-    if env.is_main:
-        (run_dir / "config.toml").write_text(config_to_toml(cfg))
-    log(
+
+
+def run_banner(trainer: Trainer, maps: int, per_epoch: int, total: int) -> str:
+    cfg, env = trainer.cfg, trainer.env
+    return (
         f"model {cfg.model}: G+shadow {sum(p.numel() for p in trainer.g_params):,} parameters, "
         f"D {sum(p.numel() for p in trainer.d_params):,}; device {env.device}"
         f"{f' x {env.world} processes' if env.distributed else ''}; amp {trainer.amp}; "
-        f"perceptual: {trainer.perceptual_source}; {len(ds)} maps, {per_epoch} steps/epoch, {total} steps"
+        f"perceptual: {trainer.perceptual_source}; {maps} maps, {per_epoch} steps/epoch, {total} steps"
     )
 
-    stats = StatsLog(run_dir, env.is_main, cfg.tensorboard, log)
-    fixed = None
-    if env.is_main and cfg.sample_count:
-        # Samples show held-out maps when the data has a validation split (to see generalisation).
-        sample_ds = ds
-        if split_names(data_dir, "val"):
-            sample_ds = open_dataset(data_dir, cfg.crop, cfg.seed, "val")
-        items = [sample_ds[i] for i in range(min(cfg.sample_count, len(sample_ds)))]
-        fixed = {key: torch.stack([it[key] for it in items]) for key in ("onehot", "labels", "terrain")}
+
+def sample_maps(ds, data_dir: Path, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The maps the sample grids show: held-out maps when the data has a validation split (to see
+    generalisation), else the first training maps."""
+    sample_ds = ds
+    if split_names(data_dir, "val"):
+        sample_ds = open_dataset(data_dir, cfg.crop, cfg.seed, "val")
+    items = [sample_ds[i] for i in range(min(cfg.sample_count, len(sample_ds)))]
+    return {key: torch.stack([it[key] for it in items]) for key in ("onehot", "labels", "terrain")}
+
+
+def make_loader(
+    ds, sampler: ResumableSampler, cfg: TrainConfig, env: D.DistEnv
+) -> torch.utils.data.DataLoader:
+    """Made once: its workers live across epochs (the epoch travels with each index, see EpochItems)."""
     workers = loader_workers(cfg.workers, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     loader_kw: dict[str, Any] = dict(
         batch_size=cfg.batch_size,
@@ -887,36 +1019,43 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_f
     )
     if workers:
         loader_kw.update(prefetch_factor=4, persistent_workers=True)
-    # Made once: its workers live across epochs (the epoch travels with each index, see EpochItems).
-    loader = torch.utils.data.DataLoader(EpochItems(ds), **loader_kw)
+    return torch.utils.data.DataLoader(EpochItems(ds), **loader_kw)
+
+
+def run_steps(
+    trainer: Trainer,
+    loader: torch.utils.data.DataLoader,
+    sampler: ResumableSampler,
+    per_epoch: int,
+    total: int,
+    fixed: dict[str, torch.Tensor] | None,
+    run_dir: Path,
+    t_begin: float,
+    log,
+) -> str:
+    """The loop: steps from the trainer's step to ``total``, with stats, progress, samples and
+    checkpoints. Returns why it stopped early ("" when it did not)."""
+    cfg, env = trainer.cfg, trainer.env
+    stats = StatsLog(run_dir, env.is_main, cfg.tensorboard, log)
     is_tty = sys.stdout.isatty()
-    t_start = time.time()
-    stopped = ""  # why the run stopped before `total` steps ("" = it did not)
+    stopped = ""
     epoch, offset = divmod(trainer.step, per_epoch)
     try:
         while trainer.step < total and not stopped:
             sampler.set_epoch(epoch)
             sampler.skip = offset * cfg.batch_size
             for batch in loader:
-                row_stats = trainer.train_step(batch)
-                stats.add(row_stats)
+                stats.add(trainer.train_step(batch))
                 s = trainer.step
                 if cfg.max_minutes and s < total and out_of_time(s, t_begin, cfg, env):
                     stopped = f"max_minutes ({cfg.max_minutes:g})"
                     log(f"stopping at step {s}: {cfg.max_minutes:g} minutes of wall-clock time are up")
                 if s % cfg.log_every == 0 or s == total:
-                    row = stats.flush(trainer, epoch, cfg.batch_size * env.world)
-                    line = progress_line(row, total)
+                    line = progress_line(stats.flush(trainer, epoch, cfg.batch_size * env.world), total)
                     if env.is_main:
                         print(("\r" + line) if is_tty else line, end="" if is_tty else "\n", flush=True)
                 if env.is_main:
-                    if cfg.sample_every and s % cfg.sample_every == 0 and fixed is not None:
-                        write_samples(trainer, fixed, run_dir / "samples" / f"step_{s:07d}.png")
-                    if s % cfg.save_every == 0 or s == total or stopped:
-                        ckpt.atomic_save(trainer.state_dict(), latest)
-                        save_resume_state(trainer, run_dir / RESUME_STATE, history=trainer.campaign)
-                    if cfg.keep_every and s % cfg.keep_every == 0:
-                        ckpt.atomic_save(trainer.state_dict(), run_dir / f"ckpt_{s:07d}.pt")
+                    save_after_step(trainer, fixed, run_dir, total, stopped)
                 if s >= total or stopped:
                     break
             epoch += 1
@@ -925,8 +1064,27 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_f
         if is_tty and env.is_main:
             print()
         stats.close()
+    return stopped
 
-    # Every rank reports what it holds: identical digests = identical weights and G decisions.
+
+def save_after_step(
+    trainer: Trainer, fixed: dict[str, torch.Tensor] | None, run_dir: Path, total: int, stopped: str
+) -> None:
+    """Rank 0 after a step: a sample grid, latest.pt + the resume state, a kept checkpoint, when due."""
+    cfg, s = trainer.cfg, trainer.step
+    if cfg.sample_every and s % cfg.sample_every == 0 and fixed is not None:
+        write_samples(trainer, fixed, run_dir / "samples" / f"step_{s:07d}.png")
+    if s % cfg.save_every == 0 or s == total or stopped:
+        ckpt.atomic_save(trainer.state_dict(), ckpt.latest_path(run_dir))
+        save_resume_state(trainer, run_dir / RESUME_STATE, history=trainer.campaign)
+    if cfg.keep_every and s % cfg.keep_every == 0:
+        ckpt.atomic_save(trainer.state_dict(), run_dir / f"ckpt_{s:07d}.pt")
+
+
+def run_summary(trainer: Trainer, stopped: str, t_start: float) -> dict[str, Any]:
+    """The run's numbers; every rank reports what it holds (identical digests = identical weights and
+    G decisions)."""
+    env = trainer.env
     ranks = D.all_gather_objects(
         {
             "rank": env.rank,
@@ -935,7 +1093,7 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_f
         },
         env,
     )
-    summary: dict[str, Any] = {
+    return {
         "steps": trainer.step,
         "d_updates": trainer.d_updates,
         "g_updates": trainer.g_updates,
@@ -949,24 +1107,27 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_f
         "ranks": ranks,
         "ranks_agree": len({(r["params"], r["decisions"]) for r in ranks}) == 1,
     }
-    if env.is_main:
-        if not summary["ranks_agree"]:
-            log(f"warning: processes disagree at the end: {ranks}")
-        if fixed is not None:
-            write_samples(trainer, fixed, run_dir / "samples" / f"step_{trainer.step:07d}.png")
-        if cfg.export:
-            summary["export"] = {
-                k: str(v)
-                for k, v in write_run_model(
-                    trainer, run_dir, data_dir, preset or cfg.model, cfg.export_onnx, log
-                ).items()
-            }
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    log(
-        f"done: {trainer.step} steps, D:G {summary['dg_ratio']:.2f}:1, {trainer.bad_total} skipped, "
-        f"{summary['seconds']:.0f} s"
-    )
-    return summary
+
+
+def finish_run(
+    trainer: Trainer,
+    summary: dict[str, Any],
+    fixed: dict[str, torch.Tensor] | None,
+    run_dir: Path,
+    data_dir: Path,
+    preset: str,
+    log,
+) -> None:
+    """Rank 0 at the end: the last sample grid, the model export, RUN_DIR/summary.json."""
+    cfg = trainer.cfg
+    if not summary["ranks_agree"]:
+        log(f"warning: processes disagree at the end: {summary['ranks']}")
+    if fixed is not None:
+        write_samples(trainer, fixed, run_dir / "samples" / f"step_{trainer.step:07d}.png")
+    if cfg.export:
+        paths = write_run_model(trainer, run_dir, data_dir, preset or cfg.model, cfg.export_onnx, log)
+        summary["export"] = {k: str(v) for k, v in paths.items()}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
 def export_only(
@@ -1033,86 +1194,103 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Exit codes as ``terrain_core.exits`` (2: bad arguments, config, data, checkpoint or --out, one
     line), plus 3 when training diverged."""
-    from terrain_core.exits import UsageError as CommonUsageError
     from terrain_core.exits import run_entry
-    from terrain_core.output_set import check_output_dir
-    from training.data.files import DataFileError
-    from training.resume_state import ResumeStateError
-    from training.vgg import VGGWeightsError
 
     args = build_parser().parse_args(argv)
-    run_dir = Path(args.out)
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    log = print if is_main else (lambda *a, **k: None)
+    log = print if int(os.environ.get("RANK", "0")) == 0 else _quiet
 
     def body() -> int:
         try:
-            return run(args)
+            return run_command(args, log)
         except TrainingDiverged as e:
             print(f"error: {e}", file=sys.stderr)
             return 3
 
-    def run(args) -> int:
-        check_output_dir(run_dir, "--out")  # before any work: a file there, or no permission
-        if (args.resume or args.export_only) and not run_dir.is_dir():
-            flag = "--resume" if args.resume else "--export-only"
-            raise UsageError(f"{flag}: no checkpoint: there is no run folder at {run_dir}; check --out")
-        config_src = args.config
-        if not config_src and (args.resume or args.export_only) and (run_dir / "config.toml").is_file():
-            config_src = str(run_dir / "config.toml")
-        if not config_src and not args.export_only:
-            raise UsageError("--config is required (a preset name or a TOML file)")
-        cfg = load_config(config_src, args.set) if config_src else None
-        if cfg is not None and args.max_steps is not None:
-            cfg = cfg.replace(max_steps=args.max_steps)
-        if cfg is not None and args.max_minutes is not None:
-            cfg = cfg.replace(max_minutes=args.max_minutes)
-        if cfg is not None:
-            log(config_to_toml(cfg).rstrip())
-        if args.dry_run:
-            return 0
-        preset = Path(config_src).stem if config_src else ""
-        if args.export_only:
-            export_only(
-                cfg,
-                run_dir,
-                Path(args.data) if args.data else None,
-                args.device,
-                preset,
-                Path(args.checkpoint) if args.checkpoint else None,
-                log,
-            )
-            return 0
-        if not args.data:
-            raise UsageError("--data is required to train")
-        if args.resume and args.resume_from:
-            raise UsageError("--resume and --resume-from exclude each other")
-        train(
-            cfg,
-            args.data,
-            run_dir,
-            device=args.device,
-            resume=args.resume,
-            preset=preset,
-            resume_from=args.resume_from,
-            log=log,
-        )
-        return 0
-
     return run_entry(
         body,
-        expected=(
-            CommonUsageError,
-            ConfigError,
-            UsageError,
-            ckpt.CheckpointError,
-            D.DeviceError,
-            DataFileError,
-            ResumeStateError,
-            VGGWeightsError,
-        ),
+        expected=expected_errors(),
         interrupted="interrupted; resume with --resume (from the last latest.pt)",
     )
+
+
+def expected_errors() -> tuple[type[Exception], ...]:
+    """The errors ``main`` turns into exit 2 and one line: each says what to do."""
+    from terrain_core.exits import UsageError as CommonUsageError
+    from training.data.files import DataFileError
+    from training.vgg import VGGWeightsError
+
+    return (
+        CommonUsageError,
+        ConfigError,
+        UsageError,
+        ckpt.CheckpointError,
+        D.DeviceError,
+        DataFileError,
+        ResumeStateError,
+        VGGWeightsError,
+    )
+
+
+def run_command(args: argparse.Namespace, log) -> int:
+    """The parsed command line -> a dry run, an export or a training run."""
+    from terrain_core.output_set import check_output_dir
+
+    run_dir = Path(args.out)
+    check_output_dir(run_dir, "--out")  # before any work: a file there, or no permission
+    if (args.resume or args.export_only) and not run_dir.is_dir():
+        flag = "--resume" if args.resume else "--export-only"
+        raise UsageError(f"{flag}: no checkpoint: there is no run folder at {run_dir}; check --out")
+    cfg, config_src = resolve_config(args, run_dir)
+    if cfg is not None:
+        log(config_to_toml(cfg).rstrip())
+    if args.dry_run:
+        return 0
+    preset = Path(config_src).stem if config_src else ""
+    if args.export_only:
+        export_only(
+            cfg,
+            run_dir,
+            Path(args.data) if args.data else None,
+            args.device,
+            preset,
+            Path(args.checkpoint) if args.checkpoint else None,
+            log,
+        )
+        return 0
+    if not args.data:
+        raise UsageError("--data is required to train")
+    if args.resume and args.resume_from:
+        raise UsageError("--resume and --resume-from exclude each other")
+    train(
+        cfg,
+        args.data,
+        run_dir,
+        device=args.device,
+        resume=args.resume,
+        preset=preset,
+        resume_from=args.resume_from,
+        log=log,
+    )
+    return 0
+
+
+def resolve_config(args: argparse.Namespace, run_dir: Path) -> tuple[TrainConfig | None, str]:
+    """The config (--config, else the run folder's config.toml on --resume/--export-only, plus --set,
+    --max-steps and --max-minutes) and where it came from ("" = none: --export-only reads the
+    checkpoint's)."""
+    config_src = args.config
+    if not config_src and (args.resume or args.export_only) and (run_dir / "config.toml").is_file():
+        config_src = str(run_dir / "config.toml")
+    if not config_src and not args.export_only:
+        raise UsageError("--config is required (a preset name or a TOML file)")
+    if not config_src:
+        return None, ""
+    cfg = load_config(config_src, args.set)
+    if args.max_steps is not None:
+        cfg = cfg.replace(max_steps=args.max_steps)
+    if args.max_minutes is not None:
+        cfg = cfg.replace(max_minutes=args.max_minutes)
+    return cfg, config_src
 
 
 if __name__ == "__main__":
