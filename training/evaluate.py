@@ -38,6 +38,7 @@ from terrain_core.relief_metrics import (
     layout_detail_correlation,
     mean_slope_by_class,
 )
+from training.manifest import read_manifest, split_names
 
 DIRECTIONS = {"nw": 315.0, "ne": 45.0, "se": 135.0, "sw": 225.0}  # azimuth, clockwise from north (up)
 
@@ -106,8 +107,6 @@ def load_maps(root: Path, names: list[str], size: int) -> MapSet:
 
 def split_or_all(root: Path, split: str) -> tuple[list[str], str]:
     """Names of ``split`` from the manifest, or every map (and the split name actually used)."""
-    from training.manifest import split_names
-
     names = split_names(root, split) if split else None
     if names:
         return sorted(names), split
@@ -305,103 +304,168 @@ def resolve_model(path: str | Path) -> Path:
     return p
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    """What ``evaluate`` measures and on what (the command line's options, typed)."""
+
+    split: str = "val"  # the split to evaluate ("" or a split the data lacks: every map)
+    size: int = 256  # centre crop side in pixels, a multiple of 32
+    seeds: int = 3  # seeds per map for the diversity figures (seed 0 alone for the others), >= 1
+    max_maps: int = 32  # most maps evaluated
+    classifier_steps: int = 300  # training steps of the segmentation-consistency classifier
+    cell_size_m: float | None = None  # pixel size in metres for slope angles (None: the manifest's, else
+    # an exaggeration that puts the real median slope at 30 degrees)
+    flow: bool = False  # also the flow realism figures (erosion per map: about a second per 256^2 map)
+
+    def __post_init__(self) -> None:
+        if self.size % 32 or self.size < 32:
+            raise EvalError(f"--size must be a positive multiple of 32, got {self.size}")
+        if self.seeds < 1:
+            raise EvalError("--seeds must be >= 1")
+
+
+@dataclass
+class Generated:
+    """The model's outputs for the evaluated maps: [seeds, N, H, W, 3] textures (flat and shaded) 0..1
+    and [seeds, N, H, W] heights -1..1; seed s in row s."""
+
+    texture: np.ndarray
+    shaded: np.ndarray
+    height: np.ndarray
+    seconds: float
+
+
 def evaluate(
-    model: str | Path,
-    data: str | Path,
-    *,
-    split: str = "val",
-    size: int = 256,
-    seeds: int = 3,
-    max_maps: int = 32,
-    classifier_steps: int = 300,
-    cell_size_m: float | None = None,
-    flow: bool = False,
-    log=_stderr,
+    model: str | Path, data: str | Path, opts: EvalOptions | None = None, log=_stderr
 ) -> dict[str, Any]:
+    """The four groups of numbers of the module docstring (plus relief and, with ``opts.flow``, flow
+    figures) for ``model`` on the maps of ``data``."""
     from terrain_core.runtime import TerrainGenerator
 
+    opts = opts or EvalOptions()
     t0 = time.time()
     root = Path(data)
     if not root.is_dir():
         raise EvalError(f"--data {root} is not a folder")
-    if size % 32 or size < 32:
-        raise EvalError(f"--size must be a positive multiple of 32, got {size}")
-    if seeds < 1:
-        raise EvalError("--seeds must be >= 1")
-    eval_names, used_split = split_or_all(root, split)
+    ev, tr, used_split, used_train = load_eval_and_train_maps(root, opts)
+    gen = TerrainGenerator.load(resolve_model(model))
+    info = gen.info
+    log(f"evaluating {info.get('name', model)} ({gen.runtime}) on {n_maps(ev.names)} of split {used_split!r}")
+    out = generate_maps(gen, ev.labels, opts.seeds)
+    seg = segmentation_consistency(tr, used_train, ev, out.shaded[0], opts.classifier_steps)
+    leak = shadow_leak(out, ev)
+    lo, hi = info.get("height_range_m", [0.0, 1.0])
+    zk, slope_units = slope_exaggeration(root, ev.height, (lo, hi), opts.cell_size_m)
+    height = height_realism(out.height[0], ev, zk, slope_units)
+    relief = relief_figures(out.height[0], ev.height, ev.labels, zk)
+    diversity = diversity_figures(out, ev.height)
+    out_flow = None
+    if opts.flow:
+        out_flow, eroded = flow_realism(
+            ev.labels, ev.height, out.height[0], (lo, hi), float(opts.cell_size_m or 30.0)
+        )
+        out_flow["relief_eroded"] = relief_figures(eroded, ev.height, ev.labels, zk)
+    return {
+        "model": str(model),
+        "model_name": info.get("name"),
+        "runtime": gen.runtime,
+        "data": str(root),
+        "split": used_split,
+        "maps": len(ev.names),
+        "size": opts.size,
+        "segmentation": seg,
+        "shadow_leak": leak,
+        "height": height,
+        "relief": relief,
+        "diversity": diversity,
+        **({"flow": out_flow} if out_flow is not None else {}),
+        "seconds": {"generate": round(out.seconds, 2), "total": round(time.time() - t0, 2)},
+    }
+
+
+def load_eval_and_train_maps(root: Path, opts: EvalOptions) -> tuple[MapSet, MapSet, str, str]:
+    """The evaluated maps (up to ``max_maps``), the classifier's training maps, and the splits they came
+    from ("all" where the data has no such split)."""
+    eval_names, used_split = split_or_all(root, opts.split)
     train_names, used_train = split_or_all(root, "train")
     if not eval_names:
         raise EvalError(f"{root} holds no maps (NAME_i2.png + NAME_t.png + NAME_h.png)")
-    eval_names = eval_names[:max_maps]
-    ev = load_maps(root, eval_names, size)
-    tr = load_maps(root, train_names[: max(max_maps, 8) * 4], size)
-    gen = TerrainGenerator.load(resolve_model(model))
-    info = gen.info
-    log(
-        f"evaluating {info.get('name', model)} ({gen.runtime}) on {n_maps(eval_names)}"
-        f" of split {used_split!r}"
-    )
+    ev = load_maps(root, eval_names[: opts.max_maps], opts.size)
+    tr = load_maps(root, train_names[: max(opts.max_maps, 8) * 4], opts.size)
+    return ev, tr, used_split, used_train
 
-    # Generate: seed 0 for the main numbers, seeds 0..k-1 for diversity.
-    n = len(eval_names)
+
+def generate_maps(gen, labels: np.ndarray, seeds: int) -> Generated:
+    """Every map with seeds 0..seeds-1 (seed 0 for the main numbers, all for diversity)."""
+    n, size = labels.shape[0], labels.shape[1]
     tex = np.zeros((seeds, n, size, size, 3), np.float32)
     sha = np.zeros_like(tex)
     hgt = np.zeros((seeds, n, size, size), np.float32)
-    t_gen = time.time()
+    t = time.time()
     for s in range(seeds):
         for i in range(n):
-            r = gen.generate(ev.labels[i], seed=s)
+            r = gen.generate(labels[i], seed=s)
             tex[s, i], sha[s, i], hgt[s, i] = r.texture, r.shaded, r.height
-    t_gen = time.time() - t_gen
+    return Generated(tex, sha, hgt, time.time() - t)
 
-    # 1. Segmentation consistency.
-    clf = train_classifier(tr.terrain, tr.labels, classifier_steps)
-    seg = {
-        "generated": seg_scores(clf.predict(sha[0]), ev.labels),
+
+def segmentation_consistency(
+    tr: MapSet, used_train: str, ev: MapSet, shaded: np.ndarray, steps: int
+) -> dict[str, Any]:
+    """A pixel classifier trained on the real training maps, scored on the generated shaded terrain
+    and, as the ceiling, on the real terrain of the evaluated maps."""
+    clf = train_classifier(tr.terrain, tr.labels, steps)
+    return {
+        "generated": seg_scores(clf.predict(shaded), ev.labels),
         "real_ceiling": seg_scores(clf.predict(ev.terrain), ev.labels),
         "classifier_train_maps": len(tr.names),
         "classifier_train_split": used_train,
     }
 
-    # 2. Shadow leak (correlations averaged over maps).
+
+def shadow_leak(out: Generated, ev: MapSet) -> dict[str, Any]:
+    """Correlations (averaged over maps) of lightness with the height's hill-shade: the flat texture
+    from the four diagonals, the generated and real shaded terrain and the albedo from the north-west."""
     from training.samples import auto_hillshade
 
     def mean_corr(images: np.ndarray, heights: np.ndarray, az: float) -> float:
-        return float(
-            np.mean(
-                [pearson(lightness(im), auto_hillshade(h, az)) for im, h in zip(images, heights, strict=True)]
-            )
-        )
+        corrs = [pearson(lightness(im), auto_hillshade(h, az)) for im, h in zip(images, heights, strict=True)]
+        return float(np.mean(corrs))
 
-    leak: dict[str, Any] = {f"texture_{d}": mean_corr(tex[0], hgt[0], az) for d, az in DIRECTIONS.items()}
-    leak["generated_shaded_nw"] = mean_corr(sha[0], hgt[0], DIRECTIONS["nw"])
+    tex, sha, hgt = out.texture[0], out.shaded[0], out.height[0]
+    leak: dict[str, Any] = {f"texture_{d}": mean_corr(tex, hgt, az) for d, az in DIRECTIONS.items()}
+    leak["generated_shaded_nw"] = mean_corr(sha, hgt, DIRECTIONS["nw"])
     leak["real_shaded_nw"] = mean_corr(ev.terrain, ev.height, DIRECTIONS["nw"])  # upper reference
     leak["albedo_nw"] = mean_corr(ev.albedo, ev.height, DIRECTIONS["nw"]) if ev.albedo is not None else None
+    return leak
 
-    # 3. Height realism.
-    lo, hi = info.get("height_range_m", [0.0, 1.0])
-    man = {}
-    try:
-        man = json.loads((root / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        pass
-    cell = float(cell_size_m or man.get("cell_size_m") or 0) or None
-    # Without a cell size, slopes are in normalised height units per pixel scaled so the real data's
-    # median slope is 30 degrees: comparable between generated and real, not physical.
+
+def slope_exaggeration(
+    root: Path, real_height: np.ndarray, height_range_m: tuple[float, float], cell_size_m: float | None
+) -> tuple[float, str]:
+    """The factor from height -1..1 per pixel to slope, and its units.
+
+    With a cell size (given, or the manifest's) slopes are physical degrees. Without one, they are in
+    normalised height units per pixel scaled so that the real data's median slope is 30 degrees:
+    comparable between generated and real, not physical."""
+    lo, hi = height_range_m
+    cell = float(cell_size_m or read_manifest(root).get("cell_size_m") or 0) or None
     if cell:
         zk = (float(hi) - float(lo)) / 2.0 / cell
-        slope_units = f"degrees (height range {lo}..{hi} m, cell {cell} m)"
-    else:
-        g = np.median(
-            np.concatenate([np.hypot(*np.gradient(h.astype(np.float64))).ravel() for h in ev.height])
-        )
-        zk = float(np.tan(np.radians(30.0)) / max(g, 1e-9))
-        slope_units = "degrees at an exaggeration that puts the real median slope at 30 (no cell size known)"
+        return zk, f"degrees (height range {lo}..{hi} m, cell {cell} m)"
+    g = np.median(np.concatenate([np.hypot(*np.gradient(h.astype(np.float64))).ravel() for h in real_height]))
+    zk = float(np.tan(np.radians(30.0)) / max(g, 1e-9))
+    return zk, "degrees at an exaggeration that puts the real median slope at 30 (no cell size known)"
+
+
+def height_realism(gen_h: np.ndarray, ev: MapSet, zk: float, slope_units: str) -> dict[str, Any]:
+    """Spectral slopes, slope angles and height values, generated [N, H, W] vs real, overall and per
+    class of the input map (1-D Wasserstein distances on seeded subsamples)."""
     rng = np.random.default_rng(0)
-    spec_g = np.array([spectral_slope(h) for h in hgt[0]])
+    spec_g = np.array([spectral_slope(h) for h in gen_h])
     spec_r = np.array([spectral_slope(h) for h in ev.height])
     p10, p90 = np.percentile(spec_r, [10, 90])
-    sl_g = np.stack([slope_degrees(h, zk) for h in hgt[0]])
+    sl_g = np.stack([slope_degrees(h, zk) for h in gen_h])
     sl_r = np.stack([slope_degrees(h, zk) for h in ev.height])
     per_class: dict[str, Any] = {}
     for c, name in enumerate(CLASS_NAMES):
@@ -411,10 +475,10 @@ def evaluate(
         per_class[name] = {
             "pixels": int(m.sum()),
             "slope_w1_deg": _w1(_subsample(sl_g[m], 20000, rng), _subsample(sl_r[m], 20000, rng)),
-            "height_w1": _w1(_subsample(hgt[0][m], 20000, rng), _subsample(ev.height[m], 20000, rng)),
+            "height_w1": _w1(_subsample(gen_h[m], 20000, rng), _subsample(ev.height[m], 20000, rng)),
             "slope_mean_deg": {"generated": float(sl_g[m].mean()), "real": float(sl_r[m].mean())},
         }
-    height = {
+    return {
         "spectral_slope": {
             "generated_mean": float(spec_g.mean()),
             "real_mean": float(spec_r.mean()),
@@ -431,46 +495,28 @@ def evaluate(
             "real_mean": float(sl_r.mean()),
             "wasserstein": _w1(_subsample(sl_g, 50000, rng), _subsample(sl_r, 50000, rng)),
         },
-        "height_value_wasserstein": _w1(_subsample(hgt[0], 50000, rng), _subsample(ev.height, 50000, rng)),
+        "height_value_wasserstein": _w1(_subsample(gen_h, 50000, rng), _subsample(ev.height, 50000, rng)),
         "per_class": per_class,
     }
 
-    # 3b. Relief: steps along painted borders, slope per class (generated / real), pooled over maps.
-    relief = relief_figures(hgt[0], ev.height, ev.labels, zk)
 
-    # 4. Diversity across seeds.
+def diversity_figures(out: Generated, real_height: np.ndarray) -> dict[str, Any]:
+    """Per-pixel spread across seeds (and, for scale, across the real maps); layout and detail
+    correlations between seeds."""
+    tex, sha, hgt = out.texture, out.shaded, out.height
+    seeds, n = hgt.shape[:2]
     diversity = {
         "seeds": seeds,
         "texture_std": float(tex.std(0).mean()) if seeds > 1 else 0.0,
         "shaded_std": float(sha.std(0).mean()) if seeds > 1 else 0.0,
         "height_std": float(hgt.std(0).mean()) if seeds > 1 else 0.0,
-        "real_height_std_across_maps": float(ev.height.std(0).mean()) if n > 1 else 0.0,
+        "real_height_std_across_maps": float(real_height.std(0).mean()) if n > 1 else 0.0,
     }
     if seeds > 1:
         corrs = np.array([layout_detail_correlation(list(hgt[:, i])) for i in range(n)])
         diversity["layout_correlation"] = float(corrs[:, 0].mean())
         diversity["detail_correlation"] = float(corrs[:, 1].mean())
-
-    out_flow = None
-    if flow:  # off by default: erosion per map adds about a second per 256-pixel map
-        out_flow, eroded = flow_realism(ev.labels, ev.height, hgt[0], (lo, hi), float(cell_size_m or 30.0))
-        out_flow["relief_eroded"] = relief_figures(eroded, ev.height, ev.labels, zk)
-    return {
-        "model": str(model),
-        "model_name": info.get("name"),
-        "runtime": gen.runtime,
-        "data": str(root),
-        "split": used_split,
-        "maps": n,
-        "size": size,
-        "segmentation": seg,
-        "shadow_leak": leak,
-        "height": height,
-        "relief": relief,
-        "diversity": diversity,
-        **({"flow": out_flow} if out_flow is not None else {}),
-        "seconds": {"generate": round(t_gen, 2), "total": round(time.time() - t0, 2)},
-    }
+    return diversity
 
 
 def relief_figures(gen_h: np.ndarray, real_h: np.ndarray, labels: np.ndarray, zk: float) -> dict[str, Any]:
@@ -600,9 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if args.out:  # before the evaluation: a bad --out would otherwise fail only at the end
             check_output_file(args.out, "--out")
-        res = evaluate(
-            args.model,
-            args.data,
+        opts = EvalOptions(
             split=args.split,
             size=args.size,
             seeds=args.seeds,
@@ -611,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
             cell_size_m=args.cell_size_m,
             flow=args.flow,
         )
+        res = evaluate(args.model, args.data, opts)
         text = json.dumps(res, indent=2)
         if args.out:
             out = Path(args.out)

@@ -100,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             if code != 0:
                 return code
         from terrain_core.runtime import TerrainGenerator
-        from training.evaluate import evaluate
+        from training.evaluate import EvalOptions, evaluate
         from training.sanity import semantic_checks
 
         onnx = stem.with_suffix(".onnx")
-        ev = evaluate(str(onnx), str(data), split="val", size=a.size, max_maps=a.max_maps)
+        ev = evaluate(str(onnx), str(data), EvalOptions(split="val", size=a.size, max_maps=a.max_maps))
         sanity = semantic_checks(TerrainGenerator.load(onnx), size=max(a.size, 192))
         report = {"evaluation": ev, "sanity": sanity}
         write_text_atomic(run / "export" / "evaluation.json", json.dumps(report, indent=1, default=float))
