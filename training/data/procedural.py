@@ -291,10 +291,51 @@ def bake_shading(albedo: np.ndarray, h: np.ndarray, p: WorldParams) -> np.ndarra
 
 # ---------------------------------------------------------------------------------------------- world
 def make_world(seed: int = 0, params: WorldParams | None = None) -> World:
-    """Build a world from ``seed`` (same seed + params = same world, bit for bit)."""
+    """Build a world from ``seed`` (same seed + params = same world, bit for bit).
+
+    One random generator feeds every step in this order (continents, relief, erosion, climate, colour),
+    so the order of the steps is part of what a seed means."""
     import time
 
     p = params or WorldParams()
+    check_world_params(p)
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    grid = SphereGrid(p)
+    noise = SphereNoise(rng)
+    lat = np.degrees(grid.latlon(p.rows, p.cols)[0])
+    timings = {}
+    warp = np.stack([noise.fbm(grid, p.continent_scale * 1.5, 3) for _ in range(3)]) * p.warp  # [3, H, W]
+    coast = continents(noise, grid, p, warp)
+    timings["continents_s"] = time.perf_counter() - t0
+    h = relief(noise, grid, p, coast, warp)
+    timings["relief_s"] = time.perf_counter() - t0 - sum(timings.values())
+    flow = np.ones_like(h)
+    if p.erosion_iterations > 0:
+        t1 = time.perf_counter()
+        h, flow = erode_within_budget(h, p, lat, rng)
+        timings["erosion_s"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    moist, temp = climate(noise, grid, p, h, lat)
+    albedo = colour(h, moist, temp, rng)
+    terrain = bake_shading(albedo, h, p)
+    timings["colour_s"] = time.perf_counter() - t1
+    timings["total_s"] = time.perf_counter() - t0
+    return World(
+        params=p,
+        seed=int(seed),
+        height_m=h.astype(np.float32),
+        albedo=np.round(albedo).astype(np.uint8),
+        terrain=np.round(terrain).astype(np.uint8),
+        moisture=moist,
+        temperature=temp,
+        flow=flow.astype(np.float32),
+        lat=lat.astype(np.float32),
+        timings=timings,
+    )
+
+
+def check_world_params(p: WorldParams) -> None:
     if p.rows < 16 or p.cols < 16:
         raise ValueError(f"world must be at least 16x16 pixels, got {p.rows}x{p.cols}")
     if not -90 <= p.lat_range[0] < p.lat_range[1] <= 90:
@@ -303,25 +344,22 @@ def make_world(seed: int = 0, params: WorldParams | None = None) -> World:
         raise ValueError(f"lon_span must be in (0, 360], got {p.lon_span}")
     if not 0 < p.ocean_share < 1:
         raise ValueError(f"ocean_share must be in (0, 1), got {p.ocean_share}")
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    grid = SphereGrid(p)
-    noise = SphereNoise(rng)
-    lat_r, _ = grid.latlon(p.rows, p.cols)
-    lat = np.degrees(lat_r)
-    timings = {}
 
-    # Continents: domain-warped fbm, thresholded at the ocean share's quantile.
+
+def continents(noise: SphereNoise, grid: SphereGrid, p: WorldParams, warp: np.ndarray) -> np.ndarray:
+    """Domain-warped fbm minus its ocean-share quantile: [H, W], > 0 on land."""
+    cont = noise.fbm(grid, p.continent_scale, None, gain=0.55, warp=warp)
+    return cont - float(np.quantile(cont, p.ocean_share))
+
+
+def relief(
+    noise: SphereNoise, grid: SphereGrid, p: WorldParams, coast: np.ndarray, warp: np.ndarray
+) -> np.ndarray:
+    """Heights [H, W] float64 in metres: ridged mountain belts where a belt noise is high, rolling hills
+    and plateaus elsewhere, all growing inland from the coast; the sea floor deepens offshore."""
     f = p.continent_scale
-    warp = np.stack([noise.fbm(grid, f * 1.5, 3) for _ in range(3)]) * p.warp  # [3, H, W]
-    cont = noise.fbm(grid, f, None, gain=0.55, warp=warp)
-    thr = float(np.quantile(cont, p.ocean_share))
-    coast = cont - thr  # > 0 on land
     land_scale = float(np.quantile(coast[coast > 0], 0.95)) if (coast > 0).any() else 1.0
     sea_scale = float(-np.quantile(coast[coast < 0], 0.05)) if (coast < 0).any() else 1.0
-    timings["continents_s"] = time.perf_counter() - t0
-
-    # Relief: ridged mountain belts where a belt noise is high, rolling hills elsewhere.
     belt = noise.fbm(grid, f * 2.0, 3, warp=warp * 0.5)
     bt = float(np.quantile(belt[coast > 0], 1 - p.mountain_share)) if (coast > 0).any() else 0.0
     belt_mask = np.clip((belt - bt) / 0.12 + 0.5, 0, 1) ** 2
@@ -346,35 +384,36 @@ def make_world(seed: int = 0, params: WorldParams | None = None) -> World:
     )
     land_h = land_h * p.max_height_m
     sea_h = -p.max_depth_m * np.clip(-coast / sea_scale, 0, 1) ** 0.6
-    h = np.where(coast > 0, np.maximum(land_h, 2.0), np.minimum(sea_h, -2.0)).astype(np.float64)
-    timings["relief_s"] = time.perf_counter() - t0 - sum(timings.values())
+    return np.where(coast > 0, np.maximum(land_h, 2.0), np.minimum(sea_h, -2.0)).astype(np.float64)
 
-    # Erosion on a grid of bounded size; the change it makes is carried back to full resolution.
-    flow = np.ones_like(h)
-    if p.erosion_iterations > 0:
-        t1 = time.perf_counter()
-        s = max(1, math.ceil(p.rows / p.erosion_rows))
-        small = h if s == 1 else ndi.zoom(h, 1 / s, order=1, grid_mode=True, mode="nearest")
-        lat_small = (
-            lat if s == 1 else np.interp(np.linspace(0, p.rows - 1, small.shape[0]), np.arange(p.rows), lat)
-        )
-        eroded, flow_small = erode(small, p, lat_small, p.erosion_iterations, rng)
-        if s == 1:
-            h, flow = eroded, flow_small
-        else:
-            zoom = (p.rows / small.shape[0], p.cols / small.shape[1])
-            delta = ndi.zoom(eroded - small, zoom, order=1, grid_mode=True, mode="nearest")
-            h = np.where(h > 0, np.maximum(h + delta[: p.rows, : p.cols], 1.0), h)
-            flow = (
-                ndi.zoom(flow_small, zoom, order=1, grid_mode=True, mode="nearest")[: p.rows, : p.cols]
-                * s
-                * s
-            )
-        timings["erosion_s"] = time.perf_counter() - t1
 
-    # Climate: moisture from distance to the sea, latitude bands and noise; temperature from latitude
-    # and height (lapse rate).
-    t1 = time.perf_counter()
+def erode_within_budget(
+    h: np.ndarray, p: WorldParams, lat: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``erode`` on a grid of at most ``p.erosion_rows`` rows; the change it makes is carried back to full
+    resolution. Returns (heights, flow accumulation) at full resolution."""
+    s = max(1, math.ceil(p.rows / p.erosion_rows))
+    small = h if s == 1 else ndi.zoom(h, 1 / s, order=1, grid_mode=True, mode="nearest")
+    lat_small = (
+        lat if s == 1 else np.interp(np.linspace(0, p.rows - 1, small.shape[0]), np.arange(p.rows), lat)
+    )
+    eroded, flow_small = erode(small, p, lat_small, p.erosion_iterations, rng)
+    if s == 1:
+        return eroded, flow_small
+    zoom = (p.rows / small.shape[0], p.cols / small.shape[1])
+    delta = ndi.zoom(eroded - small, zoom, order=1, grid_mode=True, mode="nearest")
+    h = np.where(h > 0, np.maximum(h + delta[: p.rows, : p.cols], 1.0), h)
+    flow = ndi.zoom(flow_small, zoom, order=1, grid_mode=True, mode="nearest")[: p.rows, : p.cols] * s * s
+    return h, flow
+
+
+def climate(
+    noise: SphereNoise, grid: SphereGrid, p: WorldParams, h: np.ndarray, lat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Moisture [H, W] 0..1 from distance to the sea, latitude bands and noise; temperature [H, W]
+    (about -1 ice .. 1 tropics) from latitude and height (lapse rate). Both float32."""
+    f = p.continent_scale
+    dy_m, dx_eq = p.cell_size_m()
     dist_km = ndi.distance_transform_edt(h > 0, sampling=(dy_m / 1000, dx_eq / 1000))
     a = np.abs(lat)[:, None]
     bands = 0.55 + 0.35 * np.cos(np.radians(a) * 4.0) * np.exp(-((a / 70.0) ** 4))  # wet 0/55, dry 28
@@ -382,20 +421,4 @@ def make_world(seed: int = 0, params: WorldParams | None = None) -> World:
     moist += 0.15 * np.exp(-dist_km / 250.0)
     moist = np.clip(moist, 0, 1).astype(np.float32)
     temp = np.cos(np.radians(a)) * 1.6 - 0.75 - np.maximum(h, 0) / 3500.0 + 0.1 * noise.fbm(grid, f * 3, 3)
-    temp = temp.astype(np.float32)
-    albedo = colour(h, moist, temp, rng)
-    terrain = bake_shading(albedo, h, p)
-    timings["colour_s"] = time.perf_counter() - t1
-    timings["total_s"] = time.perf_counter() - t0
-    return World(
-        params=p,
-        seed=int(seed),
-        height_m=h.astype(np.float32),
-        albedo=np.round(albedo).astype(np.uint8),
-        terrain=np.round(terrain).astype(np.uint8),
-        moisture=moist,
-        temperature=temp,
-        flow=flow.astype(np.float32),
-        lat=lat.astype(np.float32),
-        timings=timings,
-    )
+    return moist, temp.astype(np.float32)
