@@ -301,11 +301,10 @@ def test_resume_state_round_trip_in_fp16(tmp_path):
 
 
 def test_resume_from_through_the_trainer(tmp_path, capsys):
-    from training.build_dataset import main as build
+    from tests.train_helpers import build_procedural
     from training.train import main as train_main
 
-    data = tmp_path / "data"
-    assert build(["--source", "procedural", "--out", str(data), "--count", "4", "--size", "64"]) == 0
+    data = build_procedural(tmp_path / "data", count=4)
     common = ["--config", "tiny", "--data", str(data), "--max-steps", "2", "--set", "workers=0"]
     common += ["--set", "sample_count=0", "--set", "export_onnx=false", "--set", "generator.noise_style=true"]
     common += ["--set", "slope_stats_weight=1", "--set", "diversity_weight=1"]

@@ -19,6 +19,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from tests.test_train_step import make_batch, params, same
+from tests.train_helpers import assert_same_training_state, build_procedural
 from training import checkpoint as ckpt
 from training import distributed as D
 from training.train import Trainer, unflatten_into_
@@ -31,12 +32,7 @@ FM = ["perceptual=fm"]  # feature matching: no VGG weights needed
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
-    from training.build_dataset import main as build
-
-    out = tmp_path_factory.mktemp("procedural")
-    args = ["--source", "procedural", "--out", str(out), "--count", "7", "--size", "64", "--seed", "2"]
-    assert build(args) == 0
-    return out
+    return build_procedural(tmp_path_factory.mktemp("procedural"), count=7, seed=2)
 
 
 # ------------------------------------------------------------------------------------ 1. resume
@@ -363,12 +359,7 @@ def test_two_processes_bf16_r1_stopped_and_resumed_match_an_uninterrupted_run(ti
     _torchrun(tiny_data, b, 7, "--set", "workers=0", "--resume")
     sa, sb = ckpt.load(a / "latest.pt"), ckpt.load(b / "latest.pt")
     assert sa["step"] == sb["step"] == 7 and sa["world"] == sb["world"] == 2
-    for key in ("g", "d", "ema"):
-        for name, t in sa[key].items():
-            assert torch.equal(t, sb[key][name]), f"{key}.{name} differs after resume"
-    for opt in ("g_opt", "d_opt"):
-        for pid, st in sa[opt]["state"].items():
-            assert all(torch.equal(v, sb[opt]["state"][pid][k]) for k, v in st.items()), f"{opt} {pid}"
+    assert_same_training_state(sa, sb)
     assert (sa["g_updates"], sa["decisions_hex"]) == (sb["g_updates"], sb["decisions_hex"])
     summary = json.loads((b / "summary.json").read_text())
     assert summary["ranks_agree"] and summary["bad_steps"] == 0

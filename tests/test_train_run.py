@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.train_helpers import assert_same_training_state, build_procedural
 from training import checkpoint as ckpt
 from training.train import main as train_main
 from training.train_config import load_config
@@ -23,12 +24,7 @@ FAST = ["--set", "workers=0", "--set", "sample_count=2"]
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
-    from training.build_dataset import main as build
-
-    out = tmp_path_factory.mktemp("procedural")
-    args = ["--source", "procedural", "--out", str(out), "--count", "8", "--size", "64", "--seed", "0"]
-    assert build(args) == 0
-    return out
+    return build_procedural(tmp_path_factory.mktemp("procedural"), count=8, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +108,7 @@ def test_resume_repeats_the_uninterrupted_run(tiny_data, tmp_path):
     assert train_main([*common, "--out", str(b), "--max-steps", "6", "--resume"]) == 0
     sa, sb = ckpt.load(a / "latest.pt"), ckpt.load(b / "latest.pt")
     assert sa["step"] == sb["step"] == 6
-    for key in ("g", "d", "ema"):
-        for name, t in sa[key].items():
-            assert torch.equal(t, sb[key][name]), f"{key}.{name} differs after resume"
-    for opt in ("g_opt", "d_opt"):
-        for pid, st in sa[opt]["state"].items():
-            for k, v in st.items():
-                assert torch.equal(v, sb[opt]["state"][pid][k]), f"{opt} {pid}.{k} differs"
+    assert_same_training_state(sa, sb)
     assert (sa["g_on"], sa["g_updates"], sa["decisions_hex"]) == (
         sb["g_on"],
         sb["g_updates"],
@@ -234,13 +224,7 @@ def test_evaluate_reports_every_metric_in_range(full_run, tiny_data, tmp_path):
 
 @pytest.mark.slow
 def test_two_process_gloo_run_stays_in_step(tmp_path):
-    from training.build_dataset import main as build
-
-    data = tmp_path / "data"
-    assert (
-        build(["--source", "procedural", "--out", str(data), "--count", "8", "--size", "64", "--seed", "1"])
-        == 0
-    )
+    data = build_procedural(tmp_path / "data", count=8, seed=1)
     run = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -29,7 +29,7 @@ from terrain_core.exits import run_entry
 from terrain_core.labels import CLASS_NAMES, NUM_CLASSES, PALETTE
 from terrain_core.output_set import check_output_dir
 from training.data.crops import RegionSplit, WorldMap, draw_boxes, extract, is_featureful, source_columns
-from training.data.files import DataFileError, atomic_write, save_png
+from training.data.files import DataFileError, atomic_write, read_json, save_png
 from training.data.segment import (
     BlobParams,
     SegmentationError,
@@ -480,13 +480,9 @@ def write_manifest(out: Path, manifest: dict) -> Path:
 
 
 def read_manifest(root: str | Path) -> dict:
+    """OUT/manifest.json of a built dataset (BuildError when it is missing, unreadable or not one)."""
     p = Path(root) / "manifest.json"
-    try:
-        m = json.loads(p.read_text())
-    except OSError as e:
-        raise BuildError(f"cannot read {p}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise BuildError(f"{p} is not valid JSON ({e})") from None
+    m = read_json(p, BuildError)
     if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
         raise BuildError(f"{p} is not a {MANIFEST_FORMAT} manifest")
     return m

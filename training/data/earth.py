@@ -385,15 +385,9 @@ def process_earth(quiet: bool = False, download: bool = True) -> tuple[np.ndarra
         work / f"height_m_v{PROCESS_VERSION}.npy",
         work / "report.json",
     )
-    if t_npy.is_file() and h_npy.is_file() and rep_json.is_file():
-        try:
-            terrain = np.load(t_npy, mmap_mode="r")
-            height = np.load(h_npy, mmap_mode="r")
-            report = json.loads(rep_json.read_text())
-            if terrain.shape[:2] == EARTH_SHAPE and height.shape == EARTH_SHAPE:
-                return np.asarray(terrain), np.asarray(height), report
-        except (OSError, ValueError):
-            pass  # rebuild below
+    cached = load_processed(t_npy, h_npy, rep_json)
+    if cached is not None:
+        return cached
     t0 = time.perf_counter()
 
     def say(msg):
@@ -404,6 +398,32 @@ def process_earth(quiet: bool = False, download: bool = True) -> tuple[np.ndarra
     codes = read_marble_codes(paths["marble-qt-data"])
     prism = read_prism(paths["r-cran-fields"])
     say("read shaded relief, 128 Marble tiles and PRISM")
+    h, report = earth_heights(terrain, codes, prism, say)
+    report["process_s"] = round(time.perf_counter() - t0, 1)
+    np.save(t_npy, terrain)
+    np.save(h_npy, h)
+    rep_json.write_text(json.dumps(report, indent=1))
+    return terrain, h, report
+
+
+def load_processed(t_npy: Path, h_npy: Path, rep_json: Path) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """The processed arrays and report of an earlier run, or None when any is missing or unusable."""
+    if not (t_npy.is_file() and h_npy.is_file() and rep_json.is_file()):
+        return None
+    try:
+        terrain = np.load(t_npy, mmap_mode="r")
+        height = np.load(h_npy, mmap_mode="r")
+        report = json.loads(rep_json.read_text())
+        if terrain.shape[:2] == EARTH_SHAPE and height.shape == EARTH_SHAPE:
+            return np.asarray(terrain), np.asarray(height), report
+    except (OSError, ValueError):
+        pass  # rebuilt by the caller
+    return None
+
+
+def earth_heights(terrain: np.ndarray, codes: np.ndarray, prism, say) -> tuple[np.ndarray, dict]:
+    """Heights in metres [H, W] float32 from Marble's 8-bit codes, calibrated against PRISM, with the
+    painted water of ``terrain`` as the coast; and the report of how well it went."""
     water = water_mask(terrain)
     # Sea-level code: the threshold on which the code's land agrees best with the painted land.
     band = slice(600, 4800)
@@ -437,12 +457,8 @@ def process_earth(quiet: bool = False, download: bool = True) -> tuple[np.ndarra
         "terracing_after": terracing(h[mid], land[mid]),
         "height_range_m": [float(h.min()), float(h.max())],
         "process_version": PROCESS_VERSION,
-        "process_s": round(time.perf_counter() - t0, 1),
     }
-    np.save(t_npy, terrain)
-    np.save(h_npy, h)
-    rep_json.write_text(json.dumps(report, indent=1))
-    return terrain, h, report
+    return h, report
 
 
 def load_earth(quiet: bool = False, download: bool = True) -> tuple[WorldMap, dict]:
@@ -486,6 +502,29 @@ def load_user_maps(
     Read strictly (``terrain_core.imageio.open_image``: truncated files refused); the two maps must have
     the same proportions (the height may have another resolution and is then resampled to the terrain's).
     """
+    terrain, hraw, mode = read_user_maps(terrain_path, height_path)
+    h, bits = user_heights_m(hraw, mode, height_path, height_range_m)
+    if h.shape != terrain.shape[:2]:
+        zoom = (terrain.shape[0] / h.shape[0], terrain.shape[1] / h.shape[1])
+        h = ndi.zoom(h, zoom, order=1, grid_mode=True, mode="nearest")[: terrain.shape[0], : terrain.shape[1]]
+    if not -90 <= lat_range[0] < lat_range[1] <= 90:
+        raise EarthDataError(f"--lat-range must be SOUTH < NORTH within -90..90, got {lat_range}")
+    world = WorldMap(terrain, h, tuple(lat_range), float(lon_span))
+    lo, hi = height_range_m
+    info = {
+        "source": "maps",
+        "sources": [
+            {"name": "terrain", "file": str(terrain_path), "sha256": sha256(terrain_path)},
+            {"name": "height", "file": str(height_path), "sha256": sha256(height_path), "bits": bits},
+        ],
+        "height_code_to_m": {"lo": lo, "hi": hi, "bits": bits},
+    }
+    return world, info
+
+
+def read_user_maps(terrain_path: Path, height_path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """(terrain [H, W, 3] uint8, the height map's pixels [h, w] or [h, w, C], its Pillow mode), checked to
+    cover the same extent (the same proportions)."""
     from terrain_core.imageio import MapReadError, open_image
 
     for p in (terrain_path, height_path):
@@ -507,6 +546,14 @@ def load_user_maps(
             f"the terrain map is {tw}x{th} pixels but the height map {hw}x{hh}: they must cover the same "
             "extent (the same proportions); crop or scale one of them to match"
         )
+    return terrain, hraw, mode
+
+
+def user_heights_m(
+    hraw: np.ndarray, mode: str, height_path: Path, height_range_m: tuple[float, float]
+) -> tuple[np.ndarray, int]:
+    """Heights in metres [h, w] float32 from a gray 8- or 16-bit height map whose lowest and highest codes
+    stand for ``height_range_m``; and its bit depth."""
     if hraw.ndim == 3:
         if not (np.array_equal(hraw[..., 0], hraw[..., 1]) and np.array_equal(hraw[..., 0], hraw[..., 2])):
             raise EarthDataError(f"{height_path} is a colour image; a height map must be grayscale")
@@ -520,22 +567,7 @@ def load_user_maps(
     lo, hi = height_range_m
     if hi <= lo:
         raise EarthDataError(f"--height-range-m must be LO < HI, got {lo} {hi}")
-    h = (lo + hraw.astype(np.float32) / full * (hi - lo)).astype(np.float32)
     if bits == 8:
         # 8-bit codes are terraced: dequantise with the same smoothing as the Earth heights.
-        h = (lo + denoise_codes(hraw) / full * (hi - lo)).astype(np.float32)
-    if h.shape != terrain.shape[:2]:
-        zoom = (terrain.shape[0] / h.shape[0], terrain.shape[1] / h.shape[1])
-        h = ndi.zoom(h, zoom, order=1, grid_mode=True, mode="nearest")[: terrain.shape[0], : terrain.shape[1]]
-    if not -90 <= lat_range[0] < lat_range[1] <= 90:
-        raise EarthDataError(f"--lat-range must be SOUTH < NORTH within -90..90, got {lat_range}")
-    world = WorldMap(terrain, h, tuple(lat_range), float(lon_span))
-    info = {
-        "source": "maps",
-        "sources": [
-            {"name": "terrain", "file": str(terrain_path), "sha256": sha256(terrain_path)},
-            {"name": "height", "file": str(height_path), "sha256": sha256(height_path), "bits": bits},
-        ],
-        "height_code_to_m": {"lo": lo, "hi": hi, "bits": bits},
-    }
-    return world, info
+        return (lo + denoise_codes(hraw) / full * (hi - lo)).astype(np.float32), bits
+    return (lo + hraw.astype(np.float32) / full * (hi - lo)).astype(np.float32), bits

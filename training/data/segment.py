@@ -9,7 +9,6 @@ Pure numpy/scipy: the builder runs without torch or scikit-learn.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from scipy.cluster.vq import kmeans2
 from scipy.optimize import linear_sum_assignment
 
 from terrain_core.labels import CLASS_NAMES, NUM_CLASSES
+from training.data.files import read_json
 
 SCALES = (2.0, 6.0, 16.0)  # neighbourhood sizes (gaussian sigma, pixels)
 
@@ -205,12 +205,9 @@ def assign_clusters(cluster_desc: np.ndarray, classes: list[int] | None = None) 
 def read_override(path: str | Path, n_clusters: int = NUM_CLASSES - 1) -> dict[int, int]:
     """User file {"0": "water", "3": "forest", ...}: cluster number -> class name (several may share)."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except OSError as e:
-        raise SegmentationError(f"cannot read cluster override file {p}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise SegmentationError(f'{p} is not valid JSON ({e}); expected {{"0": "water", ...}}') from None
+    data = read_json(
+        p, SegmentationError, kind="cluster override file", hint='; expected {"0": "water", ...}'
+    )
     if not isinstance(data, dict):
         raise SegmentationError(f"{p} must hold a JSON object cluster -> class name")
     out = {}
