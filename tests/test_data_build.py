@@ -10,8 +10,9 @@ from PIL import Image
 
 from terrain_core.labels import CLASS_NAMES, labels_from_rgb
 from training.build_dataset import BuildError, main, read_manifest
-from training.data.dataset import TerrainDataset, split_names
+from training.data.dataset import TerrainDataset
 from training.data.segment import boundary_density
+from training.manifest import split_names
 
 
 @pytest.fixture(scope="module")

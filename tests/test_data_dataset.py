@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from terrain_core.labels import PALETTE
-from training.data.dataset import DatasetError, TerrainDataset, split_names
+from training.data.dataset import DatasetError, TerrainDataset
+from training.manifest import split_names
 
 
 def write_map(root, name, h=48, w=64, seed=0, albedo=False):

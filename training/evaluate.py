@@ -23,7 +23,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from terrain_core.relief_metrics import (
     layout_detail_correlation,
     mean_slope_by_class,
 )
-from training.manifest import read_manifest, split_names
+from training.manifest import manifest_or_empty, split_names
 
 DIRECTIONS = {"nw": 315.0, "ne": 45.0, "se": 135.0, "sw": 225.0}  # azimuth, clockwise from north (up)
 
@@ -65,7 +65,8 @@ def _read(path: Path) -> np.ndarray:
     return read_image(path, EvalError)
 
 
-def list_names(root: Path) -> list[str]:
+def names_with_class_maps(root: Path) -> list[str]:
+    """Every NAME with a NAME_i2.png in ``root`` (its partners are checked when read)."""
     return sorted(p.name[: -len("_i2.png")] for p in root.glob("*_i2.png"))
 
 
@@ -110,7 +111,7 @@ def split_or_all(root: Path, split: str) -> tuple[list[str], str]:
     names = split_names(root, split) if split else None
     if names:
         return sorted(names), split
-    return list_names(root), "all"
+    return names_with_class_maps(root), "all"
 
 
 # ------------------------------------------------------------------------------------------------ colour
@@ -449,7 +450,7 @@ def slope_exaggeration(
     normalised height units per pixel scaled so that the real data's median slope is 30 degrees:
     comparable between generated and real, not physical."""
     lo, hi = height_range_m
-    cell = float(cell_size_m or read_manifest(root).get("cell_size_m") or 0) or None
+    cell = float(cell_size_m or manifest_or_empty(root).get("cell_size_m") or 0) or None
     if cell:
         zk = (float(hi) - float(lo)) / 2.0 / cell
         return zk, f"degrees (height range {lo}..{hi} m, cell {cell} m)"
@@ -646,15 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if args.out:  # before the evaluation: a bad --out would otherwise fail only at the end
             check_output_file(args.out, "--out")
-        opts = EvalOptions(
-            split=args.split,
-            size=args.size,
-            seeds=args.seeds,
-            max_maps=args.max_maps,
-            classifier_steps=args.classifier_steps,
-            cell_size_m=args.cell_size_m,
-            flow=args.flow,
-        )
+        opts = EvalOptions(**{f.name: getattr(args, f.name) for f in fields(EvalOptions)})
         res = evaluate(args.model, args.data, opts)
         text = json.dumps(res, indent=2)
         if args.out:

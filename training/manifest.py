@@ -1,4 +1,5 @@
-"""Reading a dataset folder's manifest and splits (no torch: evaluation and training both use it)."""
+"""A dataset folder's ``manifest.json``: its contents and its train/val split (no torch: the evaluation,
+the model grid and training all use it; the builder writes it)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from training.data.files import DatasetError
 
-def read_manifest(root: str | Path) -> dict[str, Any]:
-    """RUN's ``manifest.json`` as a dict ({} when there is none or it is unreadable)."""
+
+def manifest_or_empty(root: str | Path) -> dict[str, Any]:
+    """ROOT's ``manifest.json`` as a dict ({} when there is none or it is unreadable): for what a
+    manifest may add (provenance, cell size), never for what the data needs."""
     man = Path(root) / "manifest.json"
     try:
         data = json.loads(man.read_text()) if man.is_file() else {}
@@ -18,18 +22,14 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
 
 
 def split_names(root: str | Path, split: str) -> list[str] | None:
-    """Map names of ``split`` (the data set's own split helper, else manifest "splits"), or None = all."""
-    if not split:
+    """Names of ``split`` from ``manifest.json`` ("splits": {"train": [...], "val": [...]}); None = all
+    (no split asked, no manifest, or a split it does not have). A broken manifest raises DatasetError."""
+    man = Path(root) / "manifest.json"
+    if not split or not man.is_file():
         return None
     try:
-        from training.data import dataset as dsmod
-
-        fn = getattr(dsmod, "split_names", None)
-        if fn is not None:
-            return fn(Path(root), split)
-    except ImportError:
-        pass
-    splits = read_manifest(root).get("splits")
-    if isinstance(splits, dict) and splits.get(split):
-        return list(splits[split])
-    return None
+        splits = json.loads(man.read_text()).get("splits", {})
+    except (OSError, json.JSONDecodeError, AttributeError) as e:
+        raise DatasetError(f"{man} is not a valid manifest ({e}); rebuild the dataset or delete it") from None
+    names = splits.get(split) if isinstance(splits, dict) else None
+    return list(names) if names else None

@@ -53,7 +53,7 @@ from training.losses import (
     update_g_enabled,
     weighted_total,
 )
-from training.manifest import read_manifest, split_names
+from training.manifest import manifest_or_empty, split_names
 from training.nets import TrainGenerator, draw_flips, warm_start
 from training.resume_state import ResumeStateError, load_resume_state, save_resume_state
 from training.train_config import ConfigError, TrainConfig, config_to_toml, load_config
@@ -833,7 +833,7 @@ def write_run_model(
     """EMA G + shadow -> RUN_DIR/export/model.safetensors (+ model.onnx) via terrain_core.model_export."""
     from terrain_core.model_export import export_model
 
-    man = read_manifest(data_dir) if data_dir else {}
+    man = manifest_or_empty(data_dir) if data_dir else {}
     provenance = {
         "preset": preset,
         "steps": trainer.step,

@@ -12,7 +12,6 @@ new epoch up when the next epoch's iterator is made).
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -21,14 +20,10 @@ import torch
 from torch.utils.data import Dataset
 
 from terrain_core.labels import NUM_CLASSES, labels_from_rgb
-from training.data.files import GRAY, RGB, RGBA, DataFileError, read_image, read_png_header
+from training.data.files import GRAY, RGB, RGBA, DataFileError, DatasetError, read_image, read_png_header
 
 SUFFIXES = {"terrain": "_t.png", "height": "_h.png", "labels": "_i2.png"}
 ALBEDO_SUFFIX = "_albedo.png"
-
-
-class DatasetError(DataFileError):
-    """The folder cannot be used as a training set; the message names the file and the fix."""
 
 
 def list_names(root: str | Path) -> list[str]:
@@ -38,19 +33,6 @@ def list_names(root: str | Path) -> list[str]:
     for suffix in SUFFIXES.values():
         names.update(p.name[: -len(suffix)] for p in root.glob(f"*{suffix}"))
     return sorted(n for n in names if n)
-
-
-def split_names(root: str | Path, split: str) -> list[str] | None:
-    """Names of ``split`` from ``manifest.json`` ("splits": {"train": [...], "val": [...]}); None = all."""
-    man = Path(root) / "manifest.json"
-    if not split or not man.is_file():
-        return None
-    try:
-        splits = json.loads(man.read_text()).get("splits", {})
-    except (OSError, json.JSONDecodeError, AttributeError) as e:
-        raise DatasetError(f"{man} is not a valid manifest ({e}); rebuild the dataset or delete it") from None
-    names = splits.get(split) if isinstance(splits, dict) else None
-    return list(names) if names else None
 
 
 class TerrainDataset(Dataset):

@@ -1,10 +1,12 @@
-"""PNG reading and writing for the public layout, with errors that name the file (no torch)."""
+"""PNG (and JSON) reading and writing for the public layout, with errors that name the file (no torch)."""
 
 from __future__ import annotations
 
+import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,10 @@ DATA_MAX_SIDE = 1 << 16  # dataset images are crops; anything larger is not one 
 
 class DataFileError(ValueError):
     """A data file is missing, unreadable or of the wrong kind; the message names it and says what to do."""
+
+
+class DatasetError(DataFileError):
+    """The folder cannot be used as a training set; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,18 @@ def read_image(path: Path, error: type[Exception] = DataFileError) -> np.ndarray
         detail = str(e).removeprefix(f"{path}: ").split("; ")[0]
         raise error(f"{path} is corrupt or unreadable ({detail}); re-create or remove it") from None
     return arr
+
+
+def read_json(path: Path, error: type[Exception] = DataFileError, *, kind: str = "", hint: str = "") -> Any:
+    """The JSON value in ``path``; ``error`` naming the file when it cannot be read or parsed. ``kind``:
+    what the file is, for the messages ("cluster override file"); ``hint``: appended to the parse error
+    (what the file should hold)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as e:
+        raise error(f"cannot read {kind + ' ' if kind else ''}{path}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path} is not valid JSON ({e}){hint}") from None
 
 
 def atomic_write(path: Path, write) -> Path:
