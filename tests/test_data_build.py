@@ -154,3 +154,21 @@ def test_maps_source_with_8bit_heights(tmp_path):
         (out / "manifest.json").write_text("{")
         read_manifest(out)
     assert main(["--source", "maps", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+
+
+def test_build_options_are_checked_and_record_what_shapes_the_data(tmp_path):
+    from training.build_dataset import BuildOptions, options_from_args, parser
+
+    with pytest.raises(BuildError, match="multiple of 32"):
+        BuildOptions("procedural", tmp_path, size=48)
+    with pytest.raises(BuildError, match="unknown --source"):
+        BuildOptions("moon", tmp_path)
+    argv = ["--source", "maps", "--out", str(tmp_path), "--terrain", "t.png", "--height", "h.png",
+            "--lat-range", "-60", "60", "--quiet", "--resume"]  # fmt: skip
+    opts = options_from_args(parser().parse_args(argv))
+    assert opts.out == tmp_path and opts.lat_range == (-60.0, 60.0) and opts.height_range_out is None
+    recorded = opts.manifest_parameters()
+    # Where and how the build ran, and options left unset, are not part of what the data is.
+    assert not {"out", "overwrite", "quiet", "resume", "height_range_out", "world_rows"} & set(recorded)
+    assert list(recorded)[:4] == ["source", "count", "size", "seed"]  # the command line's order
+    assert recorded["terrain"] == "t.png" and recorded["lat_range"] == (-60.0, 60.0)

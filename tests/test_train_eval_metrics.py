@@ -46,3 +46,13 @@ def test_segmentation_scores_and_correlation():
     a = np.random.default_rng(0).random(100)
     assert pearson(a, 2 * a + 1) == pytest.approx(1.0) and pearson(a, -a) == pytest.approx(-1.0)
     assert lightness(np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])) == pytest.approx([100.0, 0.0], abs=1e-3)
+
+
+def test_eval_options_refuse_sizes_the_generator_cannot_take():
+    from training.evaluate import EvalError, EvalOptions
+
+    assert EvalOptions(size=64, seeds=1).size == 64
+    with pytest.raises(EvalError, match="multiple of 32"):
+        EvalOptions(size=48)
+    with pytest.raises(EvalError, match="--seeds"):
+        EvalOptions(seeds=0)
