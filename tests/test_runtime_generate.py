@@ -28,6 +28,7 @@ from terrain_core.model_export import export_model  # noqa: E402
 from terrain_core.model_format import METADATA_KEY  # noqa: E402
 from terrain_core.nn.inference import InferenceNet  # noqa: E402
 from terrain_core.noise import draw_inputs  # noqa: E402
+from terrain_core.outputs import hillshade  # noqa: E402
 from terrain_core.runtime import (  # noqa: E402
     GenerationCancelled,
     TerrainGenerator,
@@ -100,14 +101,6 @@ def island(h: int, w: int) -> np.ndarray:
     lab[r < 0.12] = 5
     lab[(r < 0.3) & (np.abs(yy - xx) < 0.04)] = 6
     return lab
-
-
-def hillshade(height_m: np.ndarray, cell_size_m: float) -> np.ndarray:
-    """Lambertian shading, light from the north-west at 45 degrees (what reveals seams to the eye)."""
-    gy, gx = np.gradient(height_m.astype(np.float64), cell_size_m)  # rows go south, columns east
-    az, alt = np.radians(315.0), np.radians(45.0)
-    lx, ly, lz = np.sin(az) * np.cos(alt), np.cos(az) * np.cos(alt), np.sin(alt)
-    return np.clip((-gx * lx + gy * ly + lz) / np.sqrt(gx**2 + gy**2 + 1.0), 0.0, 1.0)
 
 
 def seam_score(shade: np.ndarray) -> float:
@@ -302,7 +295,7 @@ def test_tiled_follows_untiled_and_shows_no_seams_on_a_hillshade(onnx_gen, capsy
     corr = np.corrcoef(untiled.height[inner].ravel(), blended.height[inner].ravel())[0, 1]
     cell = 30.0  # metres per pixel: keeps the shading of this height range off its 0/1 limits
     scores = {
-        name: seam_score(hillshade(r.height_m, cell))
+        name: seam_score(hillshade(r.height_m, cell, gradient="central", dtype=np.float64))
         for name, r in (("untiled", untiled), ("blended", blended), ("hard", hard))
     }
     with capsys.disabled():
