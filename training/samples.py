@@ -1,4 +1,4 @@
-"""Sample grids and a hill-shade for looking at heights (numpy + Pillow; no torch)."""
+"""Sample grids and a hill-shade for looking at heights (numpy; no torch)."""
 
 from __future__ import annotations
 
