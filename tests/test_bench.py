@@ -13,17 +13,23 @@ import sys
 from bench.common import ROOT, Section, interleaved, paired_ratio, table
 
 
-def test_smoke_obj_export(tmp_path):
+def _smoke(section: str, tmp_path) -> tuple[dict, str]:
+    """``python -m bench --smoke --only SECTION --json FILE``: the JSON document and what it printed
+    (exit 0 asserted)."""
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--only", "obj_export", "--json", str(out)],
+        [sys.executable, "-m", "bench", "--smoke", "--only", section, "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    doc = json.loads(out.read_text())
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_smoke_obj_export(tmp_path):
+    doc, stdout = _smoke("obj_export", tmp_path)
     assert {"started", "mode", "threads", "machine", "sections", "command"} <= set(doc)
     assert doc["mode"] == "smoke" and doc["machine"]["numpy"]
     sec = doc["sections"]["obj_export"]
@@ -33,7 +39,7 @@ def test_smoke_obj_export(tmp_path):
     # the written file was parsed back and had the right counts
     assert sec["checks"]["counts_ok"] is True
     assert all(r["median_s"] > 0 for r in sec["rows"])
-    assert "obj_export" in proc.stdout and sec["status"] in proc.stdout
+    assert "obj_export" in stdout and sec["status"] in stdout
 
 
 def test_unknown_section_is_a_clear_error():
@@ -64,32 +70,14 @@ def test_section_json_and_table():
 
 
 def test_smoke_erosion(tmp_path):
-    out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--only", "erosion", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    sec = json.loads(out.read_text())["sections"]["erosion"]
+    sec = _smoke("erosion", tmp_path)[0]["sections"]["erosion"]
     assert sec["status"] in ("PASS", "MISS") and sec["ratio"] > 0
     assert sec["checks"]["huge_finite"] is True and sec["checks"]["huge_balance_error"] < 0.01
     assert sec["checks"]["peak_rss_bytes"] > 0 and sec["checks"]["scale_ratio"] > 0
 
 
 def test_smoke_cli_large(tmp_path):
-    out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--only", "cli_large", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    sec = json.loads(out.read_text())["sections"]["cli_large"]
+    sec = _smoke("cli_large", tmp_path)[0]["sections"]["cli_large"]
     (row,) = sec["rows"]
     assert row["size"] == 256 and row["written_MB"] > 0 and row["obj_vertices"] == 256 * 256
     assert 0 < row["peak_before_write_MiB"] <= row["peak_RSS_MiB"] and row["write_s"] > 0

@@ -66,6 +66,23 @@ def test_nothing_appears_before_commit_and_a_failed_run_removes_what_it_created(
     assert not (tmp_path / "made").exists()  # the folders this run created are gone again
 
 
+def failing_rename(monkeypatch, error_for) -> dict:
+    """Make output_set's ``os.rename`` raise ``error_for(src, dst, n)`` (n: 1 for the first rename) where
+    that is not None; returns the call counter ({"n": ...})."""
+    calls = {"n": 0}
+    real_rename = os.rename
+
+    def rename(src, dst):
+        calls["n"] += 1
+        error = error_for(Path(src), Path(dst), calls["n"])
+        if error is not None:
+            raise error
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(output_set.os, "rename", rename)
+    return calls
+
+
 @pytest.mark.parametrize("fail_at", range(9))
 def test_each_failing_rename_of_the_commit_leaves_the_earlier_output_byte_identical(
     tmp_path, monkeypatch, fail_at
@@ -74,16 +91,9 @@ def test_each_failing_rename_of_the_commit_leaves_the_earlier_output_byte_identi
     write_set(out, "old")
     (out / "keep.txt").write_text("not ours")
     before = snapshot(out)
-    calls = {"n": 0}
-    real_rename = os.rename
-
-    def flaky_rename(src, dst):
-        calls["n"] += 1
-        if calls["n"] == fail_at + 1:
-            raise OSError(28, "No space left on device")
-        return real_rename(src, dst)
-
-    monkeypatch.setattr(output_set.os, "rename", flaky_rename)
+    calls = failing_rename(
+        monkeypatch, lambda src, dst, n: OSError(28, "No space left on device") if n == fail_at + 1 else None
+    )
     # Four files with earlier versions (2 renames each: old one aside, new one in) and one new (1 rename):
     # nine renames, each made to fail in turn.
     with pytest.raises(OutputPathError, match="previous files are kept"):
@@ -97,14 +107,8 @@ def test_a_failing_replace_of_one_file_is_undone_for_all(tmp_path, monkeypatch):
     out = tmp_path / "out"
     write_set(out, "old")
     before = snapshot(out)
-    real_rename = os.rename
-
-    def refuse_meta(src, dst):
-        if Path(src) == out / "meta.json":
-            raise PermissionError(1, "Operation not permitted")
-        return real_rename(src, dst)
-
-    monkeypatch.setattr(output_set.os, "rename", refuse_meta)
+    refused = PermissionError(1, "Operation not permitted")
+    failing_rename(monkeypatch, lambda src, dst, n: refused if src == out / "meta.json" else None)
     with pytest.raises(OutputPathError):
         write_set(out, "new")
     assert snapshot(out) == before
@@ -114,19 +118,11 @@ def test_a_rollback_that_itself_fails_is_finished_by_the_next_run(tmp_path, monk
     out = tmp_path / "out"
     write_set(out, "old")
     before = snapshot(out)
-    real_rename = os.rename
-    calls = {"n": 0}
-
-    def fail_then_fail_rollback(src, dst):
-        calls["n"] += 1
-        if calls["n"] >= 4:  # the 4th rename (2nd file into place) and every undo after it fail
-            raise OSError(5, "Input/output error")
-        return real_rename(src, dst)
-
-    monkeypatch.setattr(output_set.os, "rename", fail_then_fail_rollback)
+    # the 4th rename (2nd file into place) and every undo after it fail
+    failing_rename(monkeypatch, lambda src, dst, n: OSError(5, "Input/output error") if n >= 4 else None)
     with pytest.raises(OutputPathError):
         write_set(out, "new")
-    monkeypatch.setattr(output_set.os, "rename", real_rename)
+    monkeypatch.undo()
     assert any(p.name.startswith(STAGING_PREFIX) for p in out.iterdir())  # the journal is left for recovery
     with OutputSet(out):  # the next run recovers, then writes nothing
         pass
@@ -153,23 +149,33 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_sigkill_at_random_points_then_a_clean_run(tmp_path, seed):
+def old_set_and_writer(tmp_path):
+    """KILL_SCRIPT's first set ("old") written into tmp_path/out; returns (out, the set's snapshot, the
+    command that writes another set: writer(tag, seconds per file), the environment it needs)."""
     out = tmp_path / "out"
     script = tmp_path / "writer.py"
     script.write_text(KILL_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, str(script), str(out), "old", "0"], check=True, env=env)
-    before = snapshot(out)
+
+    def writer(tag: str, slow: float) -> list[str]:
+        return [sys.executable, str(script), str(out), tag, str(slow)]
+
+    subprocess.run(writer("old", 0), check=True, env=env)
+    return out, snapshot(out), writer, env
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sigkill_at_random_points_then_a_clean_run(tmp_path, seed):
+    out, before, writer, env = old_set_and_writer(tmp_path)
     delay = random.Random(seed).uniform(0.05, 0.9)
-    proc = subprocess.Popen([sys.executable, str(script), str(out), "new", "0.04"], env=env)
+    proc = subprocess.Popen(writer("new", 0.04), env=env)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     now = snapshot(out)
     visible = {k: v for k, v in now.items() if not k.startswith(".")}
     # Visible files: all old, or (the commit finished) all new; never a mix once the next run recovered.
-    subprocess.run([sys.executable, str(script), str(out), "fresh", "0"], check=True, env=env)
+    subprocess.run(writer("fresh", 0), check=True, env=env)
     after = sorted(p.name for p in out.iterdir())
     assert after == sorted(k for k in before)  # no staging folder, no lock left
     assert all(v.startswith(b"fresh") for v in snapshot(out).values())
@@ -177,15 +183,8 @@ def test_sigkill_at_random_points_then_a_clean_run(tmp_path, seed):
 
 
 def test_recovery_after_a_kill_mid_commit_restores_the_old_set(tmp_path):
-    out = tmp_path / "out"
-    script = tmp_path / "writer.py"
-    script.write_text(KILL_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, str(script), str(out), "old", "0"], check=True, env=env)
-    before = snapshot(out)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(out), "new", "0.15"], env=env, stdout=subprocess.PIPE, text=True
-    )
+    out, before, writer, env = old_set_and_writer(tmp_path)
+    proc = subprocess.Popen(writer("new", 0.15), env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "committing"
     time.sleep(0.15 * 3.5)  # inside the commit: some files renamed away, some new ones in place
     proc.send_signal(signal.SIGKILL)

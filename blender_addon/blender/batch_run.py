@@ -211,7 +211,12 @@ def _process_into(opts: BatchOptions, map_path: Path, seed: int, out_dir: Path) 
     if "blend" in opts.formats:
         with _timed(timings, "write_blend"):
             files["terrain.blend"] = save_blend(out_dir)
-    meta = run_meta(opts, req, outcome, map_path, files, {**timings, **build_times})
+    meta = {
+        "map": str(map_path),
+        **run_meta(opts, req, outcome),
+        "files": sorted(files),
+        "timings_s": {k: round(v, 4) for k, v in {**timings, **build_times}.items()},
+    }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -293,18 +298,11 @@ def save_blend(out_dir: Path) -> Path:
     return p
 
 
-def run_meta(
-    opts: BatchOptions,
-    req: GenerateRequest,
-    outcome: GenerateOutcome,
-    map_path: Path,
-    files: dict[str, Path],
-    timings: dict[str, float],
-) -> dict:
-    """meta.json of one map + seed (also its entry in summary.json)."""
+def run_meta(opts: BatchOptions, req: GenerateRequest, outcome: GenerateOutcome) -> dict:
+    """What meta.json of one map + seed (also its entry in summary.json) says of the generation, between
+    the map's path and the files and timings."""
     res = outcome.result
     return {
-        "map": str(map_path),
         "seed": req.seed,
         "model": outcome.model_name,
         "untrained_model": bool(outcome.model_info.get("untrained")),
@@ -316,6 +314,4 @@ def run_meta(
         "height_range_m": list(opts.height_range),
         "height_m_min_max": [float(outcome.height_m.min()), float(outcome.height_m.max())],
         "erosion": outcome.erosion or {"level": "off"},
-        "files": sorted(files),
-        "timings_s": {k: round(v, 4) for k, v in timings.items()},
     }
