@@ -42,11 +42,10 @@ from terrain_core.exits import (
     sigterm_unwinds,
     silence_stdout,
 )
-from terrain_core.labels import LabelMapError, class_shares, resize_nearest
+from terrain_core.labels import MAX_SIDE, LabelMapError, class_shares, resize_nearest
 from terrain_core.noise import SEED_MAX
 from terrain_core.output_set import OutputPathError, OutputSet
 
-MAX_SIDE = 16384  # as terrain_core.runtime.MAX_SIDE
 PROG = "python -m terrain_core"
 
 

@@ -32,13 +32,13 @@ import numpy as np
 
 from terrain_core.labels import (
     DEFAULT_MAX_MEAN_DISTANCE,
+    MAX_SIDE,
     NUM_CLASSES,
     LabelMapError,
     labels_from_rgb,
 )
 
 MIN_SIDE = 8  # smaller maps carry no terrain worth generating (and 1x1 is usually a broken export)
-MAX_SIDE = 16384  # as terrain_core.runtime.MAX_SIDE: larger maps need > 7.5 GB for the outputs alone
 IMAGE_HINT = "save it as PNG (or another format Pillow reads: BMP, TIFF, JPEG, WebP, GIF)"
 
 

@@ -31,6 +31,9 @@ CLASSES: tuple[TerrainClass, ...] = (
 
 NUM_CLASSES = len(CLASSES)
 PALETTE = np.array([c.rgb for c in CLASSES], dtype=np.uint8)  # [7, 3]
+# The largest class map side anything here accepts: larger maps need more than ~7.5 GB for the float
+# outputs alone, so they are refused up front (the image reader, the runtime, the CLI).
+MAX_SIDE = 16384
 CLASS_NAMES = tuple(c.name for c in CLASSES)
 
 # Mean distance from a pixel to its nearest palette colour above which a painted image is refused: the

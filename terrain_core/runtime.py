@@ -30,7 +30,7 @@ import numpy as np
 
 from terrain_core import tiling
 from terrain_core.config import GeneratorConfig, ShadowConfig, preset
-from terrain_core.labels import LabelMapError, check_labels
+from terrain_core.labels import MAX_SIDE, LabelMapError, check_labels
 from terrain_core.model_format import (  # noqa: F401  (the format's names stay importable from here)
     METADATA_KEY,
     MODELS_DIR,
@@ -49,7 +49,6 @@ from terrain_core.result import TerrainResult
 
 _log = logging.getLogger("terrain_core")
 
-MAX_SIDE = 16384  # larger maps need more than ~7.5 GB for the float outputs alone: refused up front
 UNTRAINED_PRESET = "small"
 UNTRAINED_WARNING = (
     "terrain_core: no trained default model is shipped yet; using the '{preset}' generator with freshly "
