@@ -9,9 +9,9 @@ What goes in
 - ``blender_addon/`` as the extension's root package (its ``blender_manifest.toml`` gets ``platforms`` and
   ``wheels`` filled in per platform).
 - ``terrain_core`` as a small pure-Python wheel (``terrain_gan_core``): labels, config, noise, result,
-  model_format, runtime, model_export, argtypes, outputs, objmesh, rasterfiles, imageio, output_set,
-  exits, erosion, flow, flow_metrics and ``models/`` with the default ``.onnx`` model. No training code.
-  Erosion is numpy only, so every platform's zip erodes with nothing more.
+  model_format, runtime, tiling, model_export, argtypes, outputs, objmesh, rasterfiles, imageio,
+  output_set, exits, erosion, flow, flow_metrics and ``models/`` with the default ``.onnx`` model. No
+  training code. Erosion is numpy only, so every platform's zip erodes with nothing more.
   ``terrain_core/nn`` (the torch network) is left out unless ``--with-torch-runtime``: inside Blender the
   PyTorch runtime also needs a torch the user installed into Blender's Python, which this build never ships.
 - ONNX Runtime for the platform and its import-time dependencies (flatbuffers, packaging, protobuf), at the

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from bench import SECTIONS
 from bench.common import ERROR, Options, Section, machine_info, table
-from terrain_core.output_set import write_text_atomic
 
 MODULES = {
     "paint_to_mesh": "bench.sec_mesh",
@@ -131,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine,
             "sections": results,
         }
+        from terrain_core.output_set import write_text_atomic  # after OMP_NUM_THREADS: it loads numpy
+
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out, json.dumps(doc, indent=2, default=float))

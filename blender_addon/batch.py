@@ -25,7 +25,14 @@ if not __package__:
         sys.path.insert(0, str(_pkg_dir.parent))
     __package__ = _pkg_dir.name
 
-from .blender.batch_run import exit_process, main  # noqa: E402
+import bpy  # noqa: E402
+
+from .core.batch_options import check_blender  # noqa: E402  (pure Python: imports on any Blender)
 
 if __name__ == "__main__":
+    if why := check_blender(bpy.app.version):  # before the add-on's modules, which need 4.2+
+        print(f"batch.py: error: {why}", file=sys.stderr)
+        sys.exit(2)
+    from .blender.batch_run import exit_process, main
+
     exit_process(main())

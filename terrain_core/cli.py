@@ -111,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_int(g: Any, flag: str, lo: int, hi: int, help: str, default: int | None = None) -> None:
-    """An integer option ``flag`` in lo..hi (the range check names the option)."""
-    g.add_argument(flag, type=int_in(flag, lo, hi), default=default, metavar="N", help=help)
+def _add_int(g: Any, flag: str, lo: int, hi: int, text: str, default: int | None = None) -> None:
+    """An integer option ``flag`` in lo..hi (the range check names the option), ``text`` its help."""
+    g.add_argument(flag, type=int_in(flag, lo, hi), default=default, metavar="N", help=text)
 
 
 def _add_input_args(g: argparse.ArgumentParser) -> None:
@@ -392,7 +392,7 @@ def _load_generator(opts: GenerateOptions):
 
 def _check_memory(gen, opts: GenerateOptions, width: int, height: int) -> None:
     """Refuse a run estimated to need more memory than allowed, tiled as the runtime will tile it."""
-    tile = gen.tile_side(height, width, opts.tile)
+    tile = gen.choose_tile(height, width, opts.tile)
     need = estimate_memory_bytes(gen.config, width, height, tile)
     limit = opts.max_memory_gb * 1e9 if opts.max_memory_gb else available_memory_bytes()
     if limit is None or need <= 0.9 * limit:

@@ -155,7 +155,7 @@ def route(z: np.ndarray, outlet: np.ndarray, cell_size_m: float) -> Routing:
     via_a = np.asarray(via[1:], dtype=np.int64)
     if (via_a < 0).any():  # cannot happen while the map edge or water are outlets; guard anyway
         raise ValueError("a closed basin has no path to an outlet")
-    # Edge e < m joins (b1 -> b2) with nodes (n1, n2); e >= m is the same edge seen from b2.
+    # Edge e < len(b1) joins (b1 -> b2) with nodes (n1, n2); e >= len(b1) is the same edge seen from b2.
     e = via_a % len(b1)
     from_b2 = via_a >= len(b1)  # the basin (v) is b1 of the edge when it was reached from b2
     inside = np.where(from_b2, n1[e], n2[e])

@@ -110,9 +110,10 @@ def choose_model_path(
     """The model file to load: ``model`` when given, else the shipped default of ``runtime``'s type, else
     any shipped default (:func:`default_model_path`); None = none is shipped (the untrained stand-in).
 
-    ``runtime``: "onnx" or "torch" (any case), or None / "auto" for no preference. ``strict`` (a runtime
-    the user insists on, the CLI's ``--runtime``): ``model`` must be that runtime's file type, and "onnx"
-    without a shipped .onnx model is an error instead of a fallback. Raises ``ModelFileError``.
+    ``runtime``: "onnx" or "torch" (any case), or None / "auto" for no preference. ``strict`` (the CLI's
+    ``--runtime``): ``model`` must be that runtime's file type, and "onnx" without a shipped .onnx model
+    is an error instead of a fallback. "torch" without a shipped .safetensors model still falls back to
+    the shipped .onnx (which then runs on ONNX Runtime), as the CLI always did. Raises ``ModelFileError``.
     """
     kind = None if runtime is None or runtime.lower() == "auto" else runtime.lower()
     if kind is not None and kind not in RUNTIME_SUFFIXES:

@@ -470,7 +470,7 @@ class TerrainGenerator:
         inputs = draw_inputs(self.config, hp, wp, seed)
         timings = {"prepare": time.perf_counter() - t_start}
 
-        tile_px = self.tile_side(h, w, tile)
+        tile_px = self.choose_tile(h, w, tile)
         overlap = tiling.tile_overlap(overlap, tile_px)
         if progress is not None:
             progress(0.0)
@@ -497,12 +497,12 @@ class TerrainGenerator:
             timings=timings,
         )
 
-    def tile_side(self, height: int, width: int, tile: int | None = None) -> int | None:
+    def choose_tile(self, height: int, width: int, tile: int | None = None) -> int | None:
         """The tile side (pixels) ``generate`` uses for a height x width map with this ``tile`` argument,
-        or None for one untiled pass (:func:`terrain_core.tiling.tile_side`)."""
+        or None for one untiled pass (:func:`terrain_core.tiling.choose_tile`)."""
         ds = self.config.downsample
         hp, wp = tiling.padded_shape(height, width, ds)
-        return tiling.tile_side(tile, hp, wp, ds, self.tile_size)
+        return tiling.choose_tile(tile, hp, wp, ds, self.tile_size)
 
     def _generate_whole(self, padded, inputs: GeneratorInputs, size, progress, cancel, timings):
         """One pass of the network over the padded canvas, cropped back to the map's size."""

@@ -1,10 +1,10 @@
 """The maths of tiled generation: when to tile, where the tiles lie, how they blend. Numpy only.
 
 A map is first reflect-padded to a multiple of the network's downsampling (``padded_shape``,
-``pad_labels``). Above ``DEFAULT_TILE`` pixels per side it is generated in tiles (``tile_side``) laid out
+``pad_labels``). Above ``DEFAULT_TILE`` pixels per side it is generated in tiles (``choose_tile``) laid out
 evenly with about ``DEFAULT_OVERLAP`` shared pixels (``tile_layout``) and blended with raised-cosine
 weights (``blend_weights``). The runtime (:mod:`terrain_core.runtime`) runs the network on each tile; the
-CLI asks the same ``tile_side`` to estimate a run's memory before it starts.
+CLI asks the same ``choose_tile`` to estimate a run's memory before it starts.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def pad_labels(lab: np.ndarray, hp: int, wp: int) -> np.ndarray:
     return out
 
 
-def tile_side(
+def choose_tile(
     tile: int | None, hp: int, wp: int, downsample: int, auto_above: int = DEFAULT_TILE
 ) -> int | None:
     """Tile side in pixels (a multiple of ``downsample``) for a padded hp x wp canvas, or None for one

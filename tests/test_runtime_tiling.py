@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from terrain_core.tiling import (
     blend_weights,
+    choose_tile,
     pad_labels,
     padded_shape,
     tile_layout,
     tile_overlap,
-    tile_side,
     tile_starts,
 )
 
@@ -126,13 +126,13 @@ def test_padding_rounds_up_to_the_downsampling_and_reflects():
     ],
 )
 def test_tile_side_decides_when_and_how_large(tile, hp, wp, expected):
-    assert tile_side(tile, hp, wp, 32, auto_above=1024) == expected
+    assert choose_tile(tile, hp, wp, 32, auto_above=1024) == expected
 
 
 def test_tile_side_and_overlap_refuse_bad_values():
     for bad in (-1, True, 1.5):
         with pytest.raises(ValueError, match="tile must be"):
-            tile_side(bad, 512, 512, 32)
+            choose_tile(bad, 512, 512, 32)
     assert tile_overlap(None, None) == 0 and tile_overlap(None, 512) == 64 and tile_overlap(None, 64) == 32
     assert tile_overlap(32, 64) == 32
     with pytest.raises(ValueError, match="at most half the tile"):

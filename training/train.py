@@ -915,10 +915,11 @@ def _train(cfg, data_dir, run_dir, env, resume, max_steps, preset, log, resume_f
     if env.is_main:
         (run_dir / "config.toml").write_text(config_to_toml(cfg))
     log(run_banner(trainer, len(ds), per_epoch, total))
+    stats = StatsLog(run_dir, env.is_main, cfg.tensorboard, log)  # its clock includes data loading
     fixed = sample_maps(ds, data_dir, cfg) if env.is_main and cfg.sample_count else None
     loader = make_loader(ds, sampler, cfg, env)
     t_start = time.time()
-    stopped = run_steps(trainer, loader, sampler, per_epoch, total, fixed, run_dir, t_begin, log)
+    stopped = run_steps(trainer, loader, sampler, per_epoch, total, fixed, run_dir, t_begin, stats, log)
     summary = run_summary(trainer, stopped, t_start)
     if env.is_main:
         finish_run(trainer, summary, fixed, run_dir, data_dir, preset, log)
@@ -1031,12 +1032,12 @@ def run_steps(
     fixed: dict[str, torch.Tensor] | None,
     run_dir: Path,
     t_begin: float,
+    stats: StatsLog,
     log,
 ) -> str:
-    """The loop: steps from the trainer's step to ``total``, with stats, progress, samples and
-    checkpoints. Returns why it stopped early ("" when it did not)."""
+    """The loop: steps from the trainer's step to ``total``, with stats (closed at the end), progress,
+    samples and checkpoints. Returns why it stopped early ("" when it did not)."""
     cfg, env = trainer.cfg, trainer.env
-    stats = StatsLog(run_dir, env.is_main, cfg.tensorboard, log)
     is_tty = sys.stdout.isatty()
     stopped = ""
     epoch, offset = divmod(trainer.step, per_epoch)

@@ -37,7 +37,6 @@ from terrain_core.output_set import (
 from ..core.batch_options import (
     BatchOptions,
     BatchUsageError,
-    check_blender,
     collect_inputs,
     default_mesh_resolution,
     parse_args,
@@ -85,9 +84,6 @@ def exit_process(code: int) -> None:
 
 
 def _run(argv: list[str] | None) -> int:
-    msg = check_blender(bpy.app.version)
-    if msg:
-        raise BatchUsageError(msg)
     opts = parse_args(script_args(sys.argv if argv is None else ["batch.py", "--", *argv]))
     out = check_output_dir(opts.out, "--out")
     maps, input_errors = collect_inputs(opts.inputs)
@@ -287,7 +283,7 @@ def render_preview(opts: BatchOptions, scene, ob, labels, out_dir: Path) -> Path
     render.setup_render(
         scene, ob, opts.size_m, opts.height_range, opts.render_size, opts.samples, extra_width=extra
     )
-    return render.render_preview(scene, out_dir / "preview.png")
+    return render.render_still(scene, out_dir / "preview.png")
 
 
 def save_blend(out_dir: Path) -> Path:

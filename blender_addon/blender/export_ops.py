@@ -26,8 +26,6 @@ from ..core.png import write_png
 from .build import META_KEY, image_array, material_image
 from .paint import map_labels
 
-FORMATS = ("png", "exr", "obj", "glb", "blend")
-
 
 def write_height_exr(path: Path, height_m: np.ndarray) -> Path:
     """32-bit float EXR of heights in metres with one channel (Y), written under a temporary name first."""

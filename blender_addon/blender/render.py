@@ -113,7 +113,8 @@ def set_cycles(scene, wh, samples: int) -> None:
     scene.view_settings.view_transform = "Standard"
 
 
-def render_preview(scene, path: Path) -> Path:
+def render_still(scene, path: Path) -> Path:
+    """Render the scene's camera view into ``path`` (PNG, as set up by the preview settings)."""
     scene.render.filepath = str(path)
     bpy.ops.render.render(write_still=True)
     if not path.is_file():

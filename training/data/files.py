@@ -1,4 +1,4 @@
-"""PNG (and JSON) reading and writing for the public layout, with errors that name the file (no torch)."""
+"""Reading and writing PNGs, and reading JSON, for the public layout; errors name the file (no torch)."""
 
 from __future__ import annotations
 

@@ -293,8 +293,8 @@ def bake_shading(albedo: np.ndarray, h: np.ndarray, p: WorldParams) -> np.ndarra
 def make_world(seed: int = 0, params: WorldParams | None = None) -> World:
     """Build a world from ``seed`` (same seed + params = same world, bit for bit).
 
-    One random generator feeds every step in this order (continents, relief, erosion, climate, colour),
-    so the order of the steps is part of what a seed means."""
+    One random generator feeds the steps in this order (continents, relief, erosion, climate; colour takes
+    it but draws nothing), so the order of the steps is part of what a seed means."""
     import time
 
     p = params or WorldParams()
