@@ -184,6 +184,7 @@ def check_png_data(path: str | os.PathLike) -> None:
                 break  # the file ends inside this chunk
             if struct.unpack(">I", stored)[0] != crc & 0xFFFFFFFF:
                 name = kind.decode("latin-1")
+                name = name if name.isalpha() else ascii(name)  # a damaged type may hold a newline
                 raise MapReadError(
                     f"{p}: the PNG data is corrupt (its {name} chunk fails the checksum); re-save it"
                 )

@@ -106,6 +106,17 @@ def test_short_data_with_a_valid_stream_is_refused(tmp_path, h, w, rows, extra):
         IO.read_label_map(p)
 
 
+def test_a_damaged_chunk_type_is_named_on_one_line(tmp_path):
+    data, _lab = map_png_bytes(24, 16, 0)
+    b = bytearray(data)
+    b[len(b) - 8] = ord("\n")  # IEND's type (the last 12 bytes: length, type, CRC) becomes "\nEND"
+    p = tmp_path / "m.png"
+    p.write_bytes(bytes(b))
+    with pytest.raises(IO.MapReadError, match=r"its '\\nEND' chunk fails the checksum") as e:
+        IO.read_label_map(p)
+    assert "\n" not in str(e.value)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pos=st.integers(0, 10**6), value=st.integers(0, 255), seed=st.integers(0, 20))
 def test_a_corrupted_byte_gives_the_map_or_a_clean_error_never_anything_else(tmp_path, pos, value, seed):
