@@ -25,6 +25,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# Property tests draw the same cases on every run (the suite and CI give the same verdict on the same
+# code); HYPOTHESIS_PROFILE=explore searches new random cases instead, to look for bugs on purpose.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
 
 def exr_channels(path) -> list[str]:
     """Channel names in an OpenEXR file's header (its chlist attribute)."""
