@@ -131,6 +131,14 @@ def test_dry_run_export_only_and_bad_arguments(full_run, tiny_data, tmp_path, ca
     (exp / "config.toml").write_text((full_run / "config.toml").read_text())
     assert train_main(["--out", str(exp), "--export-only", "--set", "export_onnx=false"]) == 0
     assert (exp / "export" / "model.safetensors").is_file() and not (exp / "export" / "model.onnx").exists()
+    # The export made later records the run as the run's own export did: its preset, its perceptual loss
+    # and its config (not the export-only trainer's, which skips the perceptual network).
+    from terrain_core.runtime import read_model_metadata
+
+    ran, later = (read_model_metadata(r / "export" / "model.safetensors") for r in (full_run, exp))
+    ran, later = ran["provenance"], later["provenance"]
+    assert later["preset"] == ran["preset"] == "tiny" and later["perceptual"] == ran["perceptual"] != "off"
+    assert later["train_config"]["perceptual"] == ran["train_config"]["perceptual"] != "off"
     capsys.readouterr()
     assert (
         train_main(["--config", "tiny", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r")]) == 2

@@ -597,6 +597,7 @@ class Trainer:
             "bad_total": self.bad_total,
             "scaler_skips": self.scaler_skips,
             "decisions_hex": self.decisions_hex,
+            "perceptual": self.perceptual_source,  # what the run used, for an export made later
             "campaign": json.dumps(self.campaign),
             "torch_rng": torch.get_rng_state(),
             "saved_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -828,9 +829,18 @@ def write_samples(trainer: Trainer, fixed: dict[str, torch.Tensor], path: Path) 
 
 
 def write_run_model(
-    trainer: Trainer, run_dir: Path, data_dir: Path | None, preset: str, onnx: bool, log
+    trainer: Trainer,
+    run_dir: Path,
+    data_dir: Path | None,
+    preset: str,
+    onnx: bool,
+    log,
+    train_cfg: TrainConfig | None = None,
 ) -> dict[str, Path]:
-    """EMA G + shadow -> RUN_DIR/export/model.safetensors (+ model.onnx) via terrain_core.model_export."""
+    """EMA G + shadow -> RUN_DIR/export/model.safetensors (+ model.onnx) via terrain_core.model_export.
+
+    ``train_cfg``: the run's config for the provenance when the trainer was built with another (an
+    export-only trainer without the perceptual network)."""
     from terrain_core.model_export import export_model
 
     man = manifest_or_empty(data_dir) if data_dir else {}
@@ -844,7 +854,7 @@ def write_run_model(
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "data": str(data_dir) if data_dir else "",
         "data_sources": man.get("sources", man.get("source", "")),
-        "train_config": trainer.cfg.to_dict(),
+        "train_config": (train_cfg or trainer.cfg).to_dict(),
         # earlier runs this one continued (--resume-from), oldest first
         "campaign": [{k: v for k, v in r.items() if k != "config"} for r in trainer.campaign],
     }
@@ -1148,9 +1158,10 @@ def export_only(
 
         cfg = config_from_dict(state["config"])
     env = D.DistEnv(device=D.pick_device(device))
-    trainer = Trainer(cfg.replace(perceptual="off"), env, log=log)
+    trainer = Trainer(cfg.replace(perceptual="off"), env, log=log)  # the export needs no VGG19
     trainer.load_state_dict(state)
-    return write_run_model(trainer, run_dir, data_dir, preset or cfg.model, cfg.export_onnx, log)
+    trainer.perceptual_source = state.get("perceptual", "not recorded (an older checkpoint)")
+    return write_run_model(trainer, run_dir, data_dir, preset or cfg.model, cfg.export_onnx, log, cfg)
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -1246,7 +1257,9 @@ def run_command(args: argparse.Namespace, log) -> int:
         log(config_to_toml(cfg).rstrip())
     if args.dry_run:
         return 0
-    preset = Path(config_src).stem if config_src else ""
+    # the preset or file named on the command line; a run folder's own config.toml names none (the
+    # export then records the model preset)
+    preset = Path(args.config).stem if args.config else ""
     if args.export_only:
         export_only(
             cfg,
