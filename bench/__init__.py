@@ -5,13 +5,15 @@ noisy), reports medians of several repeats and a ratio, and says PASS or MISS ag
 Results and how to reproduce them: docs/PERFORMANCE.md.
 """
 
-SECTIONS = (
-    "paint_to_mesh",
-    "generator_efficiency",
-    "attention_memory",
-    "obj_export",
-    "tiled",
-    "cli_large",
-    "train_step",
-    "erosion",
-)
+# section name -> the module whose run(opts) measures it, in the order they run
+MODULES = {
+    "paint_to_mesh": "bench.sec_mesh",
+    "generator_efficiency": "bench.sec_generator",
+    "attention_memory": "bench.sec_attention",
+    "obj_export": "bench.sec_obj",
+    "tiled": "bench.sec_tiled",
+    "cli_large": "bench.sec_cli",
+    "train_step": "bench.sec_train",
+    "erosion": "bench.sec_erosion",
+}
+SECTIONS = tuple(MODULES)

@@ -12,19 +12,8 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import SECTIONS
+from bench import MODULES, SECTIONS
 from bench.common import ERROR, Options, Section, machine_info, table
-
-MODULES = {
-    "paint_to_mesh": "bench.sec_mesh",
-    "generator_efficiency": "bench.sec_generator",
-    "attention_memory": "bench.sec_attention",
-    "obj_export": "bench.sec_obj",
-    "tiled": "bench.sec_tiled",
-    "cli_large": "bench.sec_cli",
-    "train_step": "bench.sec_train",
-    "erosion": "bench.sec_erosion",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -491,7 +491,7 @@ def read_manifest(root: str | Path) -> dict:
 # ---------------------------------------------------------------------------------------------- CLI
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.build_dataset", description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", required=True, choices=("procedural", "earth", "maps"))
+    p.add_argument("--source", required=True, choices=SOURCES)
     p.add_argument("--out", required=True, help="output folder (public layout + manifest.json)")
     p.add_argument("--count", type=int, default=200, help="number of crops (default 200)")
     p.add_argument("--size", type=int, default=256, help="crop side in pixels, multiple of 32 (default 256)")

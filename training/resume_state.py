@@ -22,7 +22,6 @@ import torch
 from terrain_core.output_set import atomic_file
 
 FORMAT = "terrain-gan-resume/1"
-PREFIXES = ("g.", "d.", "ema.")
 
 
 class ResumeStateError(ValueError):

@@ -132,20 +132,20 @@ def write_resume_state(run: Path, checkpoint: Path | None, dest: Path) -> Path:
     what the next training machine continues from (``--resume-from``)."""
     from training import checkpoint as ckpt
     from training.resume_state import save_resume_state
-    from training.train import Trainer
+    from training.train import RESUME_STATE, Trainer
     from training.train_config import load_config
 
     path = checkpoint or ckpt.latest_path(run)
-    if checkpoint is None and not path.is_file() and (run / "resume_state.safetensors").is_file():
+    if checkpoint is None and not path.is_file() and (run / RESUME_STATE).is_file():
         # results brought back from scripts/train_gpu.sh: the run's own compact state, as it is
         from training.resume_state import read_resume_state
 
-        read_resume_state(run / "resume_state.safetensors")  # a resume state, or ResumeStateError
+        read_resume_state(run / RESUME_STATE)  # a resume state, or ResumeStateError
         dest.parent.mkdir(parents=True, exist_ok=True)
-        return write_bytes_atomic(dest, (run / "resume_state.safetensors").read_bytes())
+        return write_bytes_atomic(dest, (run / RESUME_STATE).read_bytes())
     cfg = load_config(str(run / "config.toml"))
     trainer = Trainer(cfg.replace(vgg_download=False), log=lambda *a, **k: None)
-    trainer.load_state_dict(ckpt.load(path))
+    trainer.load_checkpoint(path)
     return save_resume_state(trainer, dest, history=trainer.campaign)
 
 

@@ -56,7 +56,7 @@ from training.losses import (
 from training.manifest import manifest_or_empty, split_names
 from training.nets import TrainGenerator, draw_flips, warm_start
 from training.resume_state import ResumeStateError, load_resume_state, save_resume_state
-from training.train_config import ConfigError, TrainConfig, config_to_toml, load_config
+from training.train_config import ConfigError, TrainConfig, config_to_toml, load_config, preset_names
 from training.vgg import load_vgg19, perceptual_l1_pair
 
 RESUME_STATE = "resume_state.safetensors"  # the compact state, beside latest.pt in the run folder
@@ -1085,11 +1085,14 @@ def save_after_step(
     cfg, s = trainer.cfg, trainer.step
     if cfg.sample_every and s % cfg.sample_every == 0 and fixed is not None:
         write_samples(trainer, fixed, run_dir / "samples" / f"step_{s:07d}.png")
-    if s % cfg.save_every == 0 or s == total or stopped:
-        ckpt.atomic_save(trainer.state_dict(), ckpt.latest_path(run_dir))
+    save = s % cfg.save_every == 0 or s == total or bool(stopped)
+    keep = bool(cfg.keep_every) and s % cfg.keep_every == 0
+    state = trainer.state_dict() if save or keep else None  # one copy of G, D, EMA and the optimisers
+    if save:
+        ckpt.atomic_save(state, ckpt.latest_path(run_dir))
         save_resume_state(trainer, run_dir / RESUME_STATE, history=trainer.campaign)
-    if cfg.keep_every and s % cfg.keep_every == 0:
-        ckpt.atomic_save(trainer.state_dict(), run_dir / f"ckpt_{s:07d}.pt")
+    if keep:
+        ckpt.atomic_save(state, run_dir / f"ckpt_{s:07d}.pt")
 
 
 def run_summary(trainer: Trainer, stopped: str, t_start: float) -> dict[str, Any]:
@@ -1174,7 +1177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--config",
-        help="preset name (seed-1.0, seed-1.1, seed-1.2, small, tiny) or a TOML file; "
+        help=f"preset name ({', '.join(preset_names())}) or a TOML file; "
         "with --resume/--export-only defaults to RUN_DIR/config.toml",
     )
     p.add_argument("--data", help="dataset folder (NAME_t.png, NAME_h.png, NAME_i2.png)")
