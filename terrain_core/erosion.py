@@ -461,9 +461,7 @@ def _result(
     """The eroded surface, the drainage of its final shape, the change masks and the mass balance."""
     shape, area = grid.shape, grid.area
     z_out = z.reshape(shape)
-    routing = flow.route(z_out, grid.outlet.reshape(shape), grid.cell)  # the drainage of the final surface
-    drainage = flow.FlowTree(routing.receiver).accumulate(np.full(grid.n, area)).reshape(shape)
-    del routing
+    drainage = flow.drainage_area(z_out, grid.outlet.reshape(shape), grid.cell)  # of the final surface
     change = (z - z_start).astype(np.float32)
     wear = np.maximum(-change, np.float32(0.0))
     deposit = np.maximum(change, np.float32(0.0))
@@ -575,8 +573,6 @@ def _diffuse(
 
 
 # ------------------------------------------------------------------------------------------------ outputs
-
-MASK_FILES = ("flow.png", "deposition.png", "wear.png")
 
 
 def mask_images(eroded: Eroded) -> tuple[dict[str, np.ndarray], dict[str, dict]]:

@@ -290,18 +290,13 @@ class FlowTree:
         return self.solve_in_place(np.array(a, dtype=np.float64, copy=True), b_coef)
 
 
-def accumulate(receiver: np.ndarray, weight: np.ndarray, passing: np.ndarray | None = None) -> np.ndarray:
-    """``FlowTree(receiver).accumulate(weight, passing)`` for a single pass."""
-    return FlowTree(receiver).accumulate(weight, passing)
-
-
 def drainage_area(
     z: np.ndarray, outlet: np.ndarray, cell_size_m: float, routing: Routing | None = None
 ) -> np.ndarray:
     """[H, W] float64 upstream area in m^2 of each node (its own cell included)."""
     r = routing if routing is not None else route(z, outlet, cell_size_m)
     ones = np.full(z.size, cell_size_m * cell_size_m)
-    return accumulate(r.receiver, ones).reshape(z.shape)
+    return FlowTree(r.receiver).accumulate(ones).reshape(z.shape)
 
 
 def edge_mask(shape: tuple[int, int]) -> np.ndarray:

@@ -27,6 +27,7 @@ Conventions
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable
@@ -44,7 +45,6 @@ from terrain_core.result import TerrainResult, to_uint8
 
 # --format names, in writing order (meta last: it lists the others).
 FORMATS: tuple[str, ...] = ("texture", "terrain", "height16", "heightf", "raw16", "splat", "obj", "meta")
-ALL = FORMATS
 # Written when no format is named: everything but the engine-only raw heights.
 DEFAULT_FORMATS: tuple[str, ...] = tuple(f for f in FORMATS if f != "raw16")
 FILES: dict[str, tuple[str, ...]] = {
@@ -214,13 +214,6 @@ def write_texture_png(path: str | Path, rgb: np.ndarray) -> Path:
     conv = (lambda b: b[..., :3]) if a.dtype == np.uint8 else (lambda b: to_uint8(b[..., :3]))
     rows = array_rows(a, conv)
     return rasterfiles.write_png(path, Rows(rows.height, rows.width, rows.block, 3), level=_PNG_LEVEL)
-
-
-def write_rgba_png(path: str | Path, rgba: np.ndarray) -> Path:
-    a = np.asarray(rgba)
-    if a.ndim != 3 or a.shape[2] != 4 or a.dtype != np.uint8:
-        raise ValueError(f"expected [H, W, 4] uint8, got {a.shape} {a.dtype}")
-    return rasterfiles.write_png(path, array_rows(a), level=_PNG_LEVEL)
 
 
 def write_height_raw16(path: str | Path, height_norm: np.ndarray | Rows) -> Path:
@@ -492,11 +485,10 @@ def write_outputs(
     if engine is not None and plus_one:
         raise ValueError("give plus_one or engine, not both (engine grids are corner grids already)")
 
-    if isinstance(out_dir, OutputSet):
-        return _write_set(result, out_dir, fmts, plus_one, cell, obj_step, obj_up_axis, splat_soften_px,
-                          extra_meta, masks, engine)  # fmt: skip
+    # the caller's set (it commits), or one of our own for this call
+    own = contextlib.nullcontext(out_dir) if isinstance(out_dir, OutputSet) else OutputSet(out_dir)
     try:
-        with OutputSet(out_dir) as out:
+        with own as out:
             return _write_set(result, out, fmts, plus_one, cell, obj_step, obj_up_axis, splat_soften_px,
                               extra_meta, masks, engine)  # fmt: skip
     except OutputPathError as e:
