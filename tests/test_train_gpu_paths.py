@@ -9,6 +9,7 @@ Stand-ins for what this machine lacks: ``meta`` plays the GPU for the resume tes
 from __future__ import annotations
 
 import json
+import math
 import socket
 import threading
 import time
@@ -102,7 +103,7 @@ def test_fp16_overflow_is_skipped_by_the_scaler_and_counted_apart():
     t.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127)
     g0, d0, e0 = params(t.gen), params(t.disc), params(t.ema)
     s = t.train_step(make_batch())
-    assert s["skipped"] == 1.0 and s["d_total"] == pytest.approx(s["d_total"])  # finite loss
+    assert s["skipped"] == 1.0 and math.isfinite(s["d_total"])  # finite loss
     assert same(g0, params(t.gen)) and same(d0, params(t.disc)) and same(e0, params(t.ema))
     assert t.scaler.get_scale() == 2.0**126  # halved
     assert (t.step, t.d_updates, t.g_updates, t.scaler_skips, t.bad_total) == (1, 0, 0, 1, 0)

@@ -262,14 +262,11 @@ def write_images(opts: BatchOptions, outcome: GenerateOutcome, out_dir: Path) ->
         texture=res.texture if png else None,
         shaded=res.shaded if png else None,
         labels=res.labels if png else None,
-        height=True,
+        height_png=png,
+        height_exr=exr,
         splats=png,
         masks=outcome.masks,
     )
-    if not png:  # exr only: drop the 16-bit PNG written beside it
-        files.pop("height.png").unlink()
-    elif not exr:
-        files.pop("height.exr").unlink()
     return files
 
 

@@ -42,7 +42,8 @@ def write_maps(
     texture: np.ndarray | None = None,
     shaded: np.ndarray | None = None,
     labels: np.ndarray | None = None,
-    height: bool = True,
+    height_png: bool = True,
+    height_exr: bool = True,
     splats: bool = True,
     masks: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Path]:
@@ -53,10 +54,11 @@ def write_maps(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
-    if height:
+    if height_png:
         lo, hi = height_range_m
         norm = (np.asarray(height_m, np.float64) - lo) / max(hi - lo, 1e-12) * 2.0 - 1.0
         files["height.png"] = write_png(out_dir / "height.png", height_to_uint16(norm))
+    if height_exr:
         files["height.exr"] = write_height_exr(out_dir / "height.exr", height_m)
     if texture is not None:
         files["texture.png"] = write_png(out_dir / "texture.png", to_uint8(np.asarray(texture)[..., :3]))
@@ -198,7 +200,8 @@ def _export_into(context, ob, meta, out: Path, height_m, texture, labels, s) -> 
         height_range_m=(float(meta["height_min_m"]), float(meta["height_max_m"])),
         texture=texture if s.export_texture else None,
         labels=labels,
-        height=s.export_height,
+        height_png=s.export_height,
+        height_exr=s.export_height,
         splats=s.export_splats,
         masks=terrain_masks(ob),
     )

@@ -180,7 +180,7 @@ class TERRAIN_PG_settings(bpy.types.PropertyGroup):
     export_height: _prop(
         BoolProperty, "Height", "height.png (16-bit) and height.exr (32-bit float, metres)", True
     )
-    export_texture: _prop(BoolProperty, "Texture", "texture.png and terrain.png (shaded)", True)
+    export_texture: _prop(BoolProperty, "Texture", "texture.png (the terrain's texture image)", True)
     export_splats: _prop(BoolProperty, "Splat masks", "splat_0.png / splat_1.png class weights", True)
     export_obj: _prop(BoolProperty, "OBJ", "terrain.obj through Blender's OBJ exporter", False)
     export_glb: _prop(BoolProperty, "GLB", "terrain.glb through Blender's glTF exporter", False)
